@@ -1,0 +1,1 @@
+"""carryover: stateful recurrent models served per user, with state kept in DynamoDB."""

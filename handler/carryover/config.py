@@ -1,0 +1,48 @@
+"""Configuration from environment variables, validated once at cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from carryover.manifest import MANIFEST_FILE
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+class Settings(BaseModel):
+    """Each field is read from the environment variable of the same name, upper-cased."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    table_name: str = Field(min_length=3, max_length=255)
+    model_bundle: Path = Path("/opt/model")
+    engine: Literal["tensorflow"] = "tensorflow"
+    max_timesteps: int = Field(default=1000, ge=1, le=100_000)
+    state_ttl_days: int = Field(default=30, ge=1, le=3650)
+    conflict_retries: int = Field(default=10, ge=0, le=50)
+    dynamodb_endpoint: AnyHttpUrl | None = None
+
+    @field_validator("model_bundle")
+    @classmethod
+    def _bundle_has_manifest(cls, bundle: Path) -> Path:
+        if not (bundle / MANIFEST_FILE).is_file():
+            raise ValueError(f"{bundle} holds no {MANIFEST_FILE}; build a bundle with `make model`")
+        return bundle
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        values = {name: environ[name.upper()] for name in cls.model_fields if environ.get(name.upper())}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+            )
+            raise ConfigurationError(f"invalid configuration: {problems}") from None

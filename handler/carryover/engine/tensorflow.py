@@ -1,0 +1,38 @@
+"""The reference engine: the original Keras layers under one `tf.function` with explicit state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from carryover.engine import EngineResult
+from carryover.keras_graph import RecurrentGraph, keras
+from carryover.manifest import Manifest
+
+
+class TensorFlowEngine:
+    name = "tensorflow"
+
+    def __init__(self, graph: RecurrentGraph, manifest: Manifest) -> None:
+        self._per_timestep = [spec.per_timestep for spec in manifest.outputs]
+        signature = [tf.TensorSpec((None, None, manifest.input.features), tf.float32)] + [
+            tf.TensorSpec((None, units), tf.float32) for units in manifest.state_shapes
+        ]
+        self._call = tf.function(lambda x, *state: graph.call(x, list(state)), input_signature=signature)
+        self._names = [spec.name for spec in manifest.outputs]
+        self.run(np.zeros((1, manifest.input.features), np.float32), manifest.zero_state())  # trace once now
+
+    @classmethod
+    def load(cls, bundle: Path, manifest: Manifest) -> TensorFlowEngine:
+        model = keras.saving.load_model(bundle / manifest.files["tensorflow"], compile=False)
+        return cls(RecurrentGraph(model), manifest)
+
+    def run(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
+        outputs, new_state = self._call(inputs[np.newaxis], *(s[np.newaxis] for s in state))
+        rows = {
+            name: (out.numpy()[0] if per_timestep else out.numpy())
+            for name, out, per_timestep in zip(self._names, outputs, self._per_timestep)
+        }
+        return EngineResult(outputs=rows, state=[s.numpy()[0] for s in new_state])

@@ -1,0 +1,38 @@
+"""Errors the service answers with, each with its HTTP status and a stable code."""
+
+from __future__ import annotations
+
+
+class UnsupportedModel(ValueError):
+    """The Keras model has a layer or shape the engines cannot run; raised at export or load."""
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class StateConflict(ApiError):
+    status = 409
+    code = "state_conflict"

@@ -1,0 +1,162 @@
+"""A Keras recurrent model read as a graph of supported layers, runnable with explicit state.
+
+The original model may hold stateful layers pinned to batch size 1. Nothing here touches them: every
+recurrent layer is rebuilt stateless with `return_state=True` and the same weights, and `RecurrentGraph.call`
+threads each layer's state in and out as plain tensors. Every recurrent layer's state is carried, stateful in
+the original or not, because the service streams one logical sequence per user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+
+from carryover.errors import UnsupportedModel  # noqa: E402
+from carryover.manifest import InputSpec, OutputSpec, StateSpec  # noqa: E402
+
+RECURRENT: dict[type, tuple[str, ...]] = {
+    keras.layers.LSTM: ("h", "c"),
+    keras.layers.GRU: ("h",),
+    keras.layers.SimpleRNN: ("h",),
+}
+ELEMENTWISE = (keras.layers.Dense, keras.layers.Dropout, keras.layers.Activation)
+TensorKey = tuple[int, int, int]  # (id(operation), node_index, tensor_index)
+
+
+@dataclass(frozen=True)
+class _Step:
+    layer: keras.layers.Layer
+    source: TensorKey | None  # None: the model input
+    outputs: tuple[TensorKey, ...]
+    state_slot: int | None = None  # index into RecurrentGraph.states for recurrent layers
+
+
+def _key(tensor: Any) -> TensorKey:
+    history = tensor._keras_history
+    return (id(history.operation), history.node_index, history.tensor_index)
+
+
+def _check_supported(layer: keras.layers.Layer) -> None:
+    kind = type(layer)
+    if kind in RECURRENT:
+        if layer.go_backwards:
+            raise UnsupportedModel(f"layer {layer.name!r}: go_backwards=True cannot be streamed")
+        return
+    if kind is keras.layers.TimeDistributed and isinstance(layer.layer, ELEMENTWISE):
+        return
+    if isinstance(layer, ELEMENTWISE):
+        return
+    raise UnsupportedModel(
+        f"layer {layer.name!r} ({kind.__name__}) is not supported; supported layers are "
+        "LSTM, GRU, SimpleRNN, Dense, Dropout, Activation and TimeDistributed(Dense)"
+    )
+
+
+def _stateless_copy(layer: keras.layers.Layer, input_shape: tuple[Any, ...]) -> keras.layers.Layer:
+    config = layer.get_config() | {"stateful": False, "return_state": True}
+    copy = type(layer).from_config(config)
+    copy.build((None, *input_shape[1:]))
+    copy.set_weights(layer.get_weights())
+    return copy
+
+
+class RecurrentGraph:
+    """The layers between a model's input and its outputs, in evaluation order."""
+
+    def __init__(self, model: keras.Model) -> None:
+        if len(model.inputs) != 1 or len(model.inputs[0].shape) != 3:
+            raise UnsupportedModel("the model must have one input of shape (batch, time, features)")
+        self.model = model
+        self._input = model.inputs[0]
+        self._input_key = _key(self._input)
+        self.steps: list[_Step] = []
+        self.states: list[StateSpec] = []
+        self._ordered: set[TensorKey] = {self._input_key}
+        for tensor in model.outputs:
+            self._visit(tensor)
+        self.outputs: list[tuple[OutputSpec, TensorKey]] = self._prediction_outputs()
+        keys = [_key(tensor) for tensor in model.outputs]
+        self.output_positions = [keys.index(key) for _, key in self.outputs]  # where each is in model.outputs
+
+    def _visit(self, tensor: Any) -> None:
+        if _key(tensor) in self._ordered:
+            return
+        layer = tensor._keras_history.operation
+        if len(layer._inbound_nodes) != 1:
+            raise UnsupportedModel(f"layer {layer.name!r} is used more than once")
+        node = layer._inbound_nodes[0]
+        if len(node.input_tensors) != 1:
+            raise UnsupportedModel(f"layer {layer.name!r} must take exactly one input")
+        _check_supported(layer)
+        source = node.input_tensors[0]
+        self._visit(source)
+        slot = None
+        if type(layer) in RECURRENT:
+            layer = _stateless_copy(layer, tuple(source.shape))
+            slot = len(self.states)
+            original = tensor._keras_history.operation
+            self.states.append(
+                StateSpec(layer=original.name, kind=type(original).__name__,
+                          tensors=RECURRENT[type(original)], units=original.units)
+            )
+        outputs = tuple(_key(t) for t in node.output_tensors)
+        source_key = None if _key(source) == self._input_key else _key(source)
+        self.steps.append(_Step(layer, source_key, outputs, slot))
+        self._ordered.update(outputs)
+
+    def _prediction_outputs(self) -> list[tuple[OutputSpec, TensorKey]]:
+        found: list[tuple[OutputSpec, TensorKey]] = []
+        for tensor in self.model.outputs:
+            history = tensor._keras_history
+            if type(history.operation) in RECURRENT and history.tensor_index > 0:
+                continue  # a state output: carried in the store, not returned
+            name = history.operation.name
+            if any(spec.name == name for spec, _ in found):
+                raise UnsupportedModel(f"output {name!r} appears twice")
+            spec = OutputSpec(name=name, units=int(tensor.shape[-1]), per_timestep=len(tensor.shape) == 3)
+            found.append((spec, _key(tensor)))
+        if not found:
+            raise UnsupportedModel("the model has no prediction output besides recurrent states")
+        return found
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(name=self._input.name, features=int(self._input.shape[-1]))
+
+    def call(self, inputs: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Runs (batch, time, features) inputs from `states`; returns the prediction outputs and new states."""
+        values: dict[TensorKey | None, Any] = {None: inputs}
+        new_states = list(states)
+        offsets = self._state_offsets()
+        for step in self.steps:
+            source = values[step.source]
+            if step.state_slot is None:
+                results = [step.layer(source, training=False)]
+            else:
+                begin, end = offsets[step.state_slot]
+                results = step.layer(source, initial_state=list(states[begin:end]), training=False)
+                new_states[begin:end] = results[1:]
+            values.update(zip(step.outputs, results))
+        return [values[key] for _, key in self.outputs], new_states
+
+    def _state_offsets(self) -> list[tuple[int, int]]:
+        offsets, begin = [], 0
+        for spec in self.states:
+            offsets.append((begin, begin + len(spec.tensors)))
+            begin += len(spec.tensors)
+        return offsets
+
+
+def content_hash(model: keras.Model) -> str:
+    """A version that changes when the architecture or any weight changes, and only then."""
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for weights in model.get_weights():
+        digest.update(weights.tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,85 @@
+"""The model bundle's manifest: the one description of a model that the exporter writes and the handler reads.
+
+A bundle is a directory holding `manifest.json` and the files it names. The manifest also fixes the layout
+of a user's saved state: every recurrent layer in graph order, each of its state tensors in order, as
+little-endian float32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_FILE = "manifest.json"
+STATE_DTYPE = np.dtype("<f4")
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Spec):
+    name: str
+    features: int = Field(gt=0)
+
+
+class OutputSpec(_Spec):
+    name: str
+    units: int = Field(gt=0)
+    per_timestep: bool
+
+
+class StateSpec(_Spec):
+    layer: str
+    kind: Literal["LSTM", "GRU", "SimpleRNN"]
+    tensors: tuple[str, ...]
+    units: int = Field(gt=0)
+
+    @property
+    def shapes(self) -> list[list[int]]:
+        return [[self.units] for _ in self.tensors]
+
+
+class Manifest(_Spec):
+    format: Literal[1] = 1
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str
+    input: InputSpec
+    outputs: tuple[OutputSpec, ...]
+    states: tuple[StateSpec, ...]
+    files: dict[str, str] = Field(description="engine name -> file in the bundle")
+
+    @property
+    def state_shapes(self) -> list[int]:
+        """Length of every state tensor, in store layout order."""
+        return [spec.units for spec in self.states for _ in spec.tensors]
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(self.state_shapes) * STATE_DTYPE.itemsize
+
+    def zero_state(self) -> list[np.ndarray]:
+        return [np.zeros(units, dtype=np.float32) for units in self.state_shapes]
+
+    def pack_state(self, tensors: list[np.ndarray]) -> bytes:
+        return b"".join(np.asarray(t, dtype=STATE_DTYPE).tobytes() for t in tensors)
+
+    def unpack_state(self, blob: bytes) -> list[np.ndarray] | None:
+        """The state tensors in `blob`, or None when it does not fit this model's layout."""
+        if len(blob) != self.state_bytes:
+            return None
+        flat = np.frombuffer(blob, dtype=STATE_DTYPE).astype(np.float32)
+        bounds = np.cumsum(self.state_shapes)[:-1]
+        return [part.copy() for part in np.split(flat, bounds)]
+
+    def write(self, bundle: Path) -> None:
+        (bundle / MANIFEST_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def read(cls, bundle: Path) -> Manifest:
+        return cls.model_validate(json.loads((bundle / MANIFEST_FILE).read_text()))

@@ -1,0 +1,141 @@
+"""The HTTP API's request and response bodies, and the rules a request must meet."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import unquote
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
+from carryover.errors import InvalidJson, InvalidRequest
+from carryover.manifest import Manifest, OutputSpec, StateSpec
+
+USER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+StateOrigin = Literal["new", "continued", "reset"]
+
+
+def parse_user_id(raw: str) -> str:
+    user_id = unquote(raw)
+    if not USER_ID.fullmatch(user_id):
+        raise InvalidRequest("user_id: expected 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+    return user_id
+
+
+class PredictRequest(BaseModel):
+    """Validated with context {"features": F, "max_timesteps": M} from the served model and settings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    inputs: list[list[float]]
+    reset: bool = False
+
+    @field_validator("inputs")
+    @classmethod
+    def _shape(cls, rows: list[list[float]], info: ValidationInfo) -> list[list[float]]:
+        features, max_timesteps = info.context["features"], info.context["max_timesteps"]
+        if not rows:
+            raise ValueError("expected at least one timestep")
+        if len(rows) > max_timesteps:
+            raise ValueError(f"expected at most {max_timesteps} timesteps, got {len(rows)}")
+        for index, row in enumerate(rows):
+            if len(row) != features:
+                raise ValueError(f"row {index} has {len(row)} values, expected {features} features")
+            if any(abs(value) > FLOAT32_MAX for value in row):
+                raise ValueError(f"row {index} has a value outside the float32 range")
+        return rows
+
+    @classmethod
+    def parse(cls, body: str | None, manifest: Manifest, max_timesteps: int) -> PredictRequest:
+        if not body:
+            raise InvalidJson("request body: expected a JSON object")
+        context = {"features": manifest.input.features, "max_timesteps": max_timesteps}
+        try:
+            return cls.model_validate_json(body, context=context)
+        except ValidationError as error:
+            raise _request_error(error.errors()[0]) from None
+
+    def array(self) -> np.ndarray:
+        return np.asarray(self.inputs, dtype=np.float32)
+
+
+def _request_error(error: Any) -> InvalidRequest:
+    if error["type"] == "json_invalid":
+        return InvalidJson(f"request body: {error['msg']}")
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    field = field.lstrip(".") or "request body"
+    messages = {
+        "extra_forbidden": "unknown field",
+        "missing": "required field is missing",
+        "float_type": "expected a number",
+        "finite_number": "expected a finite number",
+        "list_type": "expected a list",
+        "bool_type": "expected true or false",
+        "model_type": "expected a JSON object",
+    }
+    message = messages.get(error["type"], str(error["msg"]).removeprefix("Value error, "))
+    return InvalidRequest(f"{field}: {message}")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ModelRef(_Response):
+    name: str
+    version: str
+
+
+class PredictResponse(_Response):
+    user_id: str
+    model: ModelRef
+    outputs: dict[str, list[list[float]]]
+    steps: int
+    state: StateOrigin
+
+
+class StateResponse(_Response):
+    user_id: str
+    model: ModelRef
+    steps: int
+    updated_at: datetime
+    expires_at: datetime
+
+
+class ModelInput(_Response):
+    name: str
+    features: int
+
+
+class ModelState(_Response):
+    layer: str
+    kind: str
+    tensors: tuple[str, ...]
+    shapes: list[list[int]]
+
+    @classmethod
+    def of(cls, spec: StateSpec) -> ModelState:
+        return cls(layer=spec.layer, kind=spec.kind, tensors=spec.tensors, shapes=spec.shapes)
+
+
+class ModelResponse(_Response):
+    name: str
+    version: str
+    engine: str
+    input: ModelInput
+    outputs: tuple[OutputSpec, ...]
+    states: list[ModelState]
+
+    @classmethod
+    def of(cls, manifest: Manifest, engine: str) -> ModelResponse:
+        return cls(
+            name=manifest.name,
+            version=manifest.version,
+            engine=engine,
+            input=ModelInput(name=manifest.input.name, features=manifest.input.features),
+            outputs=manifest.outputs,
+            states=[ModelState.of(spec) for spec in manifest.states],
+        )

@@ -1,0 +1,86 @@
+"""Turns a `.keras` file into a verified model bundle (the model layer's content).
+
+    python -m layers.model.export MODEL.keras OUT_DIR [--name NAME] [--sequences N]
+
+The bundle is written to a temporary directory beside OUT_DIR, verified, then moved into place, so OUT_DIR
+only ever holds a complete bundle that passed verification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from carryover.engine.tensorflow import TensorFlowEngine
+from carryover.errors import UnsupportedModel
+from carryover.keras_graph import RecurrentGraph, content_hash, keras
+from carryover.manifest import Manifest
+from layers.model.verify import TOLERANCE, verify
+
+KERAS_FILE = "model.keras"
+
+
+class ExportFailed(RuntimeError):
+    pass
+
+
+def build_manifest(model: keras.Model, graph: RecurrentGraph, name: str | None) -> Manifest:
+    return Manifest(
+        name=name or model.name,
+        version=content_hash(model),
+        input=graph.input_spec,
+        outputs=tuple(spec for spec, _ in graph.outputs),
+        states=tuple(graph.states),
+        files={"tensorflow": KERAS_FILE},
+    )
+
+
+def export(source: Path, out: Path, name: str | None = None, sequences: int = 50) -> Manifest:
+    """Writes a bundle for `source` to `out`; raises ExportFailed if it is unsupported or does not verify."""
+    try:
+        model = keras.saving.load_model(source, compile=False)
+        graph = RecurrentGraph(model)
+        manifest = build_manifest(model, graph, name)
+    except (UnsupportedModel, ValueError) as error:
+        raise ExportFailed(f"{source}: {error}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
+    try:
+        shutil.copyfile(source, staging / KERAS_FILE)
+        manifest.write(staging)
+        engine = TensorFlowEngine(graph, manifest)
+        result = verify(engine, manifest, model, graph, sequences)
+        if not result.passed:
+            raise ExportFailed(
+                f"{source}: the tensorflow engine differs from Keras by {result.max_abs_diff:.3g} "
+                f"(tolerance {TOLERANCE}) over {result.sequences} chunked sequences"
+            )
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(
+        f"bundle {out}: {manifest.name} {manifest.version}, verified on {result.sequences} chunked sequences, "
+        f"max abs diff {result.max_abs_diff:.2g}"
+    )
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="the .keras file")
+    parser.add_argument("out", type=Path, help="the bundle directory to write")
+    parser.add_argument("--name", help="model name used in the API and the state table (default: the Keras name)")
+    parser.add_argument("--sequences", type=int, default=50, help="random chunked sequences to verify on")
+    args = parser.parse_args()
+    try:
+        export(args.model, args.out, args.name, args.sequences)
+    except ExportFailed as error:
+        sys.exit(f"export failed: {error}")
+
+
+if __name__ == "__main__":
+    main()

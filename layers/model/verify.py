@@ -1,0 +1,61 @@
+"""Checks that an engine, fed a sequence in chunks with state carried between them, matches Keras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from carryover.engine import Engine
+from carryover.keras_graph import RecurrentGraph, keras
+from carryover.manifest import Manifest
+from layers.model.reference import reference_outputs
+
+TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Verification:
+    sequences: int
+    max_abs_diff: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= TOLERANCE
+
+
+def random_chunks(length: int, rng: np.random.Generator) -> list[int]:
+    """Chunk sizes of 1 to 8 timesteps that add up to `length`."""
+    sizes = []
+    while length > 0:
+        sizes.append(int(rng.integers(1, min(8, length) + 1)))
+        length -= sizes[-1]
+    return sizes
+
+
+def run_in_chunks(engine: Engine, manifest: Manifest, sequence: np.ndarray, sizes: list[int]) -> dict[str, np.ndarray]:
+    """The engine's outputs over `sequence` sent chunk by chunk: per-timestep rows joined, last rows as is."""
+    state, pieces = manifest.zero_state(), {spec.name: [] for spec in manifest.outputs}
+    start = 0
+    for size in sizes:
+        result = engine.run(sequence[start : start + size], state)
+        state, start = result.state, start + size
+        for name, rows in result.outputs.items():
+            pieces[name].append(rows)
+    return {
+        spec.name: np.concatenate(pieces[spec.name]) if spec.per_timestep else pieces[spec.name][-1]
+        for spec in manifest.outputs
+    }
+
+
+def verify(
+    engine: Engine, manifest: Manifest, model: keras.Model, graph: RecurrentGraph, sequences: int, seed: int = 0
+) -> Verification:
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(sequences):
+        sequence = rng.normal(size=(int(rng.integers(1, 49)), manifest.input.features)).astype(np.float32)
+        expected = reference_outputs(model, graph, sequence)
+        actual = run_in_chunks(engine, manifest, sequence, random_chunks(len(sequence), rng))
+        worst = max(worst, *(float(np.max(np.abs(actual[name] - expected[name]))) for name in expected))
+    return Verification(sequences, worst)
