@@ -79,6 +79,7 @@ class RecurrentGraph:
         self.steps: list[_Step] = []
         self.states: list[StateSpec] = []
         self._ordered: set[TensorKey] = {self._input_key}
+        self._layers: set[int] = set()
         for tensor in model.outputs:
             self._visit(tensor)
         self.outputs: list[tuple[OutputSpec, TensorKey]] = self._prediction_outputs()
@@ -88,16 +89,20 @@ class RecurrentGraph:
     def _visit(self, tensor: Any) -> None:
         if _key(tensor) in self._ordered:
             return
-        layer = tensor._keras_history.operation
-        if len(layer._inbound_nodes) != 1:
+        layer, node_index, _ = tensor._keras_history
+        if id(layer) in self._layers:
             raise UnsupportedModel(f"layer {layer.name!r} is used more than once")
-        node = layer._inbound_nodes[0]
+        self._layers.add(id(layer))
+        node = layer._inbound_nodes[node_index]
         if len(node.input_tensors) != 1:
             raise UnsupportedModel(f"layer {layer.name!r} must take exactly one input")
         _check_supported(layer)
         source = node.input_tensors[0]
         self._visit(source)
         slot = None
+        if type(layer) is keras.layers.TimeDistributed:
+            layer = layer.layer  # Dense and friends act on the last axis already; Keras' wrapper mis-shapes
+            # its output under tf.function when the number of timesteps is unknown
         if type(layer) in RECURRENT:
             layer = _stateless_copy(layer, tuple(source.shape))
             slot = len(self.states)

@@ -1,0 +1,46 @@
+# The commands people type. Everything installs into .venv from requirements.lock (pinned).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := .build
+DEMO_MODEL := $(BUILD)/demo.keras
+MODEL ?= $(DEMO_MODEL)
+BUNDLE ?= $(BUILD)/bundle
+export PYTHONPATH := handler:.
+export TF_CPP_MIN_LOG_LEVEL := 2
+export KERAS_BACKEND := tensorflow
+
+.PHONY: help venv model run test lint-template lock clean
+
+help:
+	@echo "make run    serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$${PORT:-3000}"
+	@echo "make test   run the whole test suite"
+	@echo "make model  export MODEL (default: the demo) into a verified bundle at $(BUNDLE)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet pip==25.3
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	touch $@
+
+$(DEMO_MODEL): layers/model/demo.py | venv
+	$(PY) -m layers.model.demo $@
+
+model: venv $(MODEL)
+	$(PY) -m layers.model.export $(MODEL) $(BUNDLE)
+
+run: model
+	$(PY) -m infra.local $(BUNDLE)
+
+test: venv
+	$(PY) -m pytest
+
+lock: venv
+	$(VENV)/bin/pip install --quiet -r requirements.in
+	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
+
+clean:
+	rm -rf $(BUILD) .aws-sam

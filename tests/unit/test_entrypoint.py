@@ -1,0 +1,75 @@
+"""The Lambda entry point as deployed: configured from the environment, invoked with the files in `events/`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import pytest
+
+from carryover.config import ConfigurationError, Settings
+from tests.clients import HandlerClient, load_event
+from tests.unit.conftest import TABLE
+
+
+@pytest.fixture
+def entrypoint(dynamodb, served, monkeypatch):
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    monkeypatch.setenv("MODEL_BUNDLE", str(served["seed"].path))
+    sys.modules.pop("app", None)
+    yield importlib.import_module("app")
+    sys.modules.pop("app", None)
+
+
+def test_event_files_drive_every_route(entrypoint):
+    client = HandlerClient(entrypoint.lambda_handler)
+    inputs = json.loads(load_event("predict.json")["body"])["inputs"]
+
+    predicted = client.invoke(load_event("predict.json"))
+    assert predicted.status == 200
+    assert predicted.body["user_id"] == "alice" and predicted.body["state"] == "new"
+    assert predicted.body["steps"] == len(inputs) and len(predicted.body["outputs"]["main_output"]) == len(inputs)
+
+    again = client.invoke(load_event("predict.json"))
+    assert again.body["state"] == "continued" and again.body["steps"] == 2 * len(inputs)
+    assert again.body["outputs"] != predicted.body["outputs"]  # same inputs, carried state: new answers
+
+    state = client.invoke(load_event("get_state.json"))
+    assert state.status == 200 and state.body["steps"] == 2 * len(inputs)
+    assert state.body["model"] == predicted.body["model"]
+    assert state.body["expires_at"] > state.body["updated_at"]
+
+    model = client.invoke(load_event("get_model.json"))
+    assert model.status == 200
+    assert model.body["input"] == {"name": "num_input", "features": 8}
+    assert model.body["outputs"] == [{"name": "main_output", "units": 1, "per_timestep": True}]
+    assert model.body["states"] == [{"layer": "lstm", "kind": "LSTM", "tensors": ["h", "c"], "shapes": [[320], [320]]}]
+    assert model.body["version"] == predicted.body["model"]["version"] and model.body["engine"] == "tensorflow"
+
+    assert client.invoke(load_event("delete_state.json")).status == 204
+    assert client.invoke(load_event("get_state.json")).status == 404
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({}, ["TABLE_NAME", "required"]),
+        ({"TABLE_NAME": "states", "MODEL_BUNDLE": "/nonexistent"}, ["MODEL_BUNDLE", "/nonexistent", "make model"]),
+        ({"TABLE_NAME": "states", "MAX_TIMESTEPS": "many"}, ["MAX_TIMESTEPS", "integer"]),
+        ({"TABLE_NAME": "states", "MAX_TIMESTEPS": "0"}, ["MAX_TIMESTEPS", "greater than or equal to 1"]),
+        ({"TABLE_NAME": "states", "ENGINE": "onnx"}, ["ENGINE", "tensorflow"]),
+        ({"TABLE_NAME": "states", "DYNAMODB_ENDPOINT": "not a url"}, ["DYNAMODB_ENDPOINT", "URL"]),
+    ],
+)
+def test_bad_configuration_fails_at_cold_start_naming_the_variable(environ, words, served):
+    environ = {"MODEL_BUNDLE": str(served["seed"].path)} | environ
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env(environ)
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_configuration_defaults(served):
+    settings = Settings.from_env({"TABLE_NAME": "states", "MODEL_BUNDLE": str(served["seed"].path)})
+    assert (settings.max_timesteps, settings.state_ttl_days, settings.engine) == (1000, 30, "tensorflow")

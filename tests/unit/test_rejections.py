@@ -1,0 +1,136 @@
+"""Every bad request gets a 4xx JSON error that names the problem, and changes no state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.unit.conftest import MAX_TIMESTEPS, raw_item
+
+ROW = [0.5] * 8
+USER = "alice"
+
+
+def body(inputs, **extra) -> str:
+    return json.dumps({"inputs": inputs, **extra})
+
+
+BAD_PREDICT_BODIES = [
+    # (case, raw body, error code, words the message must contain)
+    ("invalid JSON", '{"inputs": [[1, 2', "invalid_json", ["request body"]),
+    ("empty body", "", "invalid_json", ["request body", "JSON object"]),
+    ("not an object", "[[1, 2]]", "invalid_request", ["request body", "JSON object"]),
+    ("missing inputs", '{"reset": true}', "invalid_request", ["inputs", "missing"]),
+    ("unknown field", body([ROW], extra_field=1), "invalid_request", ["extra_field", "unknown field"]),
+    ("too few features", body([ROW[:7]]), "invalid_request", ["inputs", "row 0", "7 values", "8 features"]),
+    ("too many features", body([ROW + [1.0]]), "invalid_request", ["inputs", "row 0", "9 values"]),
+    ("ragged rows", body([ROW, ROW, ROW[:3]]), "invalid_request", ["inputs", "row 2", "3 values"]),
+    ("NaN", '{"inputs": [[NaN, 0, 0, 0, 0, 0, 0, 0]]}', "invalid_request", ["inputs[0][0]", "finite"]),
+    ("Infinity", '{"inputs": [[0, 0, Infinity, 0, 0, 0, 0, 0]]}', "invalid_request", ["inputs[0][2]", "finite"]),
+    ("overflowing number", '{"inputs": [[0, 0, 0, 1e400, 0, 0, 0, 0]]}', "invalid_request", ["inputs[0][3]", "finite"]),
+    ("beyond float32", body([[0, 0, 0, 0, 1e39, 0, 0, 0]]), "invalid_request", ["inputs", "row 0", "float32"]),
+    ("string value", body([[0, 0, 0, 0, 0, "1", 0, 0]]), "invalid_request", ["inputs[0][5]", "number"]),
+    ("boolean value", body([[0, 0, 0, 0, 0, 0, True, 0]]), "invalid_request", ["inputs[0][6]", "number"]),
+    ("null value", body([[0, 0, 0, 0, 0, 0, 0, None]]), "invalid_request", ["inputs[0][7]", "number"]),
+    ("row not a list", body([1.0]), "invalid_request", ["inputs[0]", "list"]),
+    ("inputs not a list", body("abc"), "invalid_request", ["inputs", "list"]),
+    ("empty inputs", body([]), "invalid_request", ["inputs", "at least one timestep"]),
+    ("too many timesteps", body([ROW] * (MAX_TIMESTEPS + 1)), "invalid_request", ["inputs", f"at most {MAX_TIMESTEPS}"]),
+    ("reset not a boolean", body([ROW], reset="yes"), "invalid_request", ["reset", "true or false"]),
+]
+
+BAD_USER_IDS = ["x" * 129, "bad$id", "white%20space", "%E2%9C%93", "a,b"]
+
+
+@pytest.fixture
+def client_with_state(make_client):
+    client = make_client()
+    assert client.predict(USER, [ROW, ROW]).status == 200
+    return client
+
+
+def assert_error(reply, status: int, code: str, words: list[str]) -> None:
+    assert reply.status == status, reply.body
+    assert reply.headers["content-type"] == "application/json"
+    assert set(reply.body) == {"error"} and set(reply.body["error"]) == {"code", "message"}
+    assert reply.body["error"]["code"] == code
+    for word in words:
+        assert word in reply.body["error"]["message"], (word, reply.body["error"]["message"])
+
+
+@pytest.mark.parametrize(("case", "raw", "code", "words"), BAD_PREDICT_BODIES, ids=[c[0] for c in BAD_PREDICT_BODIES])
+def test_bad_predict_body_is_refused_and_changes_nothing(client_with_state, dynamodb, case, raw, code, words):
+    before = raw_item(dynamodb, USER)
+    reply = client_with_state.request("POST", f"/users/{USER}/predict", raw)
+    assert_error(reply, 400, code, words)
+    assert raw_item(dynamodb, USER) == before
+
+
+@pytest.mark.parametrize("user", BAD_USER_IDS)
+@pytest.mark.parametrize(("method", "route"), [("POST", "predict"), ("GET", "state"), ("DELETE", "state")])
+def test_bad_user_id_is_refused_and_changes_nothing(client_with_state, dynamodb, user, method, route):
+    before = dynamodb.scan(TableName="carryover-test")["Items"]
+    reply = client_with_state.request(method, f"/users/{user}/{route}", body([ROW]) if method == "POST" else None)
+    assert_error(reply, 400, "invalid_request", ["user_id", "1-128 characters"])
+    assert dynamodb.scan(TableName="carryover-test")["Items"] == before
+
+
+def test_percent_encoded_user_id_is_decoded(client_with_state):
+    reply = client_with_state.request("POST", "/users/bob%40example.com/predict", body([ROW]))
+    assert reply.status == 200 and reply.body["user_id"] == "bob@example.com"
+    assert client_with_state.state("bob@example.com").body["steps"] == 1
+
+
+def test_longest_allowed_user_id_is_served(client_with_state):
+    user = "A-z0.9_:@" * 14 + "xy"
+    assert len(user) == 128
+    assert client_with_state.predict(user, [ROW]).status == 200
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("POST", "/model"), ("PUT", "/users/alice/state")])
+def test_unknown_route_is_404_json(client_with_state, method, path):
+    assert_error(client_with_state.request(method, path), 404, "not_found", [method, path])
+
+
+def test_state_of_unknown_user_is_404(client_with_state):
+    assert_error(client_with_state.state("nobody"), 404, "not_found", ["nobody"])
+
+
+def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dynamodb):
+    """Another writer changes the item between every read and write: after the retries, 409."""
+    client = make_client(conflict_retries=2)
+    assert client.predict(USER, [ROW]).status == 200
+    rival_writes = []
+
+    def rival(params, **_):
+        rival_writes.append(1)
+        dynamodb.update_item(
+            TableName="carryover-test",
+            Key={"user_id": {"S": USER}, "model": {"S": "seed_lstm"}},
+            UpdateExpression="SET write_id = :w",
+            ExpressionAttributeValues={":w": {"S": f"rival-{len(rival_writes)}"}},
+        )
+
+    dynamodb.meta.events.register("before-call.dynamodb.PutItem", rival)
+    try:
+        reply = client.predict(USER, [ROW])
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.PutItem", rival)
+    assert_error(reply, 409, "state_conflict", [USER, "3 attempts"])
+    assert len(rival_writes) == 3
+    item = raw_item(dynamodb, USER)
+    assert item["write_id"]["S"] == "rival-3" and item["steps"]["N"] == "1"
+
+
+def test_unexpected_failure_is_500_without_internals(make_client, served, monkeypatch, dynamodb):
+    client = make_client()
+
+    def broken(*_):
+        raise RuntimeError("secret detail /opt/model/weights")
+
+    monkeypatch.setattr(served["seed"].bundle.engine, "run", broken)
+    reply = client.predict(USER, [ROW])
+    assert_error(reply, 500, "internal_error", ["internal error"])
+    assert "secret" not in json.dumps(reply.body)
+    assert raw_item(dynamodb, USER) is None
