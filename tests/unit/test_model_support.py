@@ -1,0 +1,71 @@
+"""Which Keras models load, and how those that cannot are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carryover.keras_graph import RecurrentGraph, content_hash, keras
+from carryover.manifest import Manifest
+from layers.model.export import ExportFailed, export
+from tests.models import seed
+
+
+def sequential(*layers: keras.layers.Layer, name: str = "m") -> keras.Model:
+    return keras.Sequential([keras.layers.Input(shape=(None, 4), batch_size=1), *layers], name=name)
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: sequential(keras.layers.Conv1D(3, 2, name="conv")), ["'conv'", "Conv1D", "not supported"]),
+        (lambda: sequential(keras.layers.Bidirectional(keras.layers.LSTM(3), name="bi")), ["'bi'", "Bidirectional"]),
+        (lambda: sequential(keras.layers.GRU(3, go_backwards=True, name="back")), ["'back'", "go_backwards"]),
+        (lambda: sequential(keras.layers.TimeDistributed(keras.layers.Flatten(), name="td")), ["'td'"]),
+        (lambda: sequential(keras.layers.LSTM(3), name="bad name!"), ["name"]),
+    ],
+)
+def test_unsupported_model_fails_at_export_naming_the_problem(tmp_path, build, words):
+    source = tmp_path / "model.keras"
+    build().save(source)
+    with pytest.raises(ExportFailed) as raised:
+        export(source, tmp_path / "bundle", sequences=1)
+    for word in words:
+        assert word in str(raised.value)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_two_inputs_are_refused():
+    a, b = keras.layers.Input(shape=(None, 2)), keras.layers.Input(shape=(None, 2))
+    model = keras.Model([a, b], keras.layers.LSTM(2)(keras.layers.Concatenate()([a, b])))
+    with pytest.raises(ValueError, match="one input"):
+        RecurrentGraph(model)
+
+
+def test_seed_graph_describes_outputs_and_states():
+    graph = RecurrentGraph(seed())
+    assert [spec.name for spec, _ in graph.outputs] == ["main_output"]
+    assert graph.output_positions == [0]
+    assert [(s.layer, s.kind, s.tensors, s.units) for s in graph.states] == [("lstm", "LSTM", ("h", "c"), 320)]
+
+
+def test_content_hash_follows_weights_only():
+    model = seed()
+    before = content_hash(model)
+    assert content_hash(model) == before
+    weights = model.get_weights()
+    weights[0] = weights[0] + 1e-3
+    model.set_weights(weights)
+    assert content_hash(model) != before
+
+
+def test_state_layout_round_trips_and_refuses_wrong_sizes(served):
+    manifest: Manifest = served["stacked"].bundle.manifest
+    assert manifest.state_shapes == [16, 12, 12]
+    tensors = [np.arange(n, dtype=np.float32) + i for i, n in enumerate(manifest.state_shapes)]
+    blob = manifest.pack_state(tensors)
+    assert len(blob) == manifest.state_bytes == 40 * 4
+    for got, want in zip(manifest.unpack_state(blob), tensors):
+        np.testing.assert_array_equal(got, want)
+    assert manifest.unpack_state(blob[:-4]) is None
+    assert Manifest.read(served["stacked"].path) == manifest
