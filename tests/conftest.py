@@ -19,18 +19,26 @@ os.environ.update(
 
 from carryover.bundle import ModelBundle  # noqa: E402
 from carryover.keras_graph import RecurrentGraph, keras  # noqa: E402
+from carryover.manifest import Manifest  # noqa: E402
 from layers.model.export import export  # noqa: E402
 from tests.models import BUILDERS  # noqa: E402
 
 
+ENGINES = ("litert", "tensorflow")
+
+
 @dataclass(frozen=True)
 class Served:
-    """A test model: the original Keras model and the bundle exported from it, loaded."""
+    """A test model: the original Keras model and the bundle exported from it, loaded with each engine."""
 
     keras_model: keras.Model
     graph: RecurrentGraph
     path: Path
-    bundle: ModelBundle
+    bundles: dict[str, ModelBundle]
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.bundles[ENGINES[0]].manifest
 
 
 @pytest.fixture(scope="session")
@@ -42,5 +50,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
         source = root / f"{key}.keras"
         model.save(source)
         export(source, root / key, sequences=3)
-        found[key] = Served(model, RecurrentGraph(model), root / key, ModelBundle.load(root / key, "tensorflow"))
+        bundles = {engine: ModelBundle.load(root / key, engine) for engine in ENGINES}
+        found[key] = Served(model, RecurrentGraph(model), root / key, bundles)
     return found
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param

@@ -17,13 +17,13 @@ def new_user() -> str:
 
 
 def sequence(served: Served, rng: np.random.Generator, length: int) -> np.ndarray:
-    return rng.normal(size=(length, served.bundle.manifest.input.features)).astype(np.float32)
+    return rng.normal(size=(length, served.manifest.input.features)).astype(np.float32)
 
 
 def expected_chunk(served: Served, whole: np.ndarray, full: dict[str, np.ndarray], start: int, end: int) -> dict[str, np.ndarray]:
     """What Keras gives for timesteps start..end of `whole` when run from a reset state over whole[:end]."""
     expected = {}
-    for spec in served.bundle.manifest.outputs:
+    for spec in served.manifest.outputs:
         if spec.per_timestep:
             expected[spec.name] = full[spec.name][start:end]
         else:

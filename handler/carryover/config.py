@@ -23,7 +23,7 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=3, max_length=255)
     model_bundle: Path = Path("/opt/model")
-    engine: Literal["tensorflow"] = "tensorflow"
+    engine: Literal["litert", "tensorflow"] | None = None  # None: litert when the bundle has it
     max_timesteps: int = Field(default=1000, ge=1, le=100_000)
     state_ttl_days: int = Field(default=30, ge=1, le=3650)
     conflict_retries: int = Field(default=10, ge=0, le=50)

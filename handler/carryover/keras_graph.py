@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ RECURRENT: dict[type, tuple[str, ...]] = {
     keras.layers.GRU: ("h",),
     keras.layers.SimpleRNN: ("h",),
 }
-ELEMENTWISE = (keras.layers.Dense, keras.layers.Dropout, keras.layers.Activation)
+ELEMENTWISE = (keras.layers.Dense, keras.layers.Dropout, keras.layers.Activation, keras.layers.LayerNormalization)
 TensorKey = tuple[int, int, int]  # (id(operation), node_index, tensor_index)
 
 
@@ -55,7 +56,7 @@ def _check_supported(layer: keras.layers.Layer) -> None:
         return
     raise UnsupportedModel(
         f"layer {layer.name!r} ({kind.__name__}) is not supported; supported layers are "
-        "LSTM, GRU, SimpleRNN, Dense, Dropout, Activation and TimeDistributed(Dense)"
+        "LSTM, GRU, SimpleRNN, Dense, Dropout, Activation, LayerNormalization and TimeDistributed(Dense)"
     )
 
 
@@ -137,6 +138,20 @@ class RecurrentGraph:
 
     def call(self, inputs: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
         """Runs (batch, time, features) inputs from `states`; returns the prediction outputs and new states."""
+        return self._run(inputs, states, lambda layer, x, state: layer(x, initial_state=state, training=False))
+
+    def step(self, inputs: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
+        """One timestep, (batch, features), through the recurrent layers' cells; returns as `call` does."""
+
+        def cell(layer: keras.layers.Layer, x: Any, state: list[Any]) -> list[Any]:
+            output, new_state = layer.cell(x, state, training=False)
+            return [output, *new_state]
+
+        return self._run(inputs, states, cell)
+
+    def _run(
+        self, inputs: Any, states: list[Any], recurrent: Callable[[keras.layers.Layer, Any, list[Any]], list[Any]]
+    ) -> tuple[list[Any], list[Any]]:
         values: dict[TensorKey | None, Any] = {None: inputs}
         new_states = list(states)
         offsets = self._state_offsets()
@@ -146,7 +161,7 @@ class RecurrentGraph:
                 results = [step.layer(source, training=False)]
             else:
                 begin, end = offsets[step.state_slot]
-                results = step.layer(source, initial_state=list(states[begin:end]), training=False)
+                results = recurrent(step.layer, source, list(states[begin:end]))
                 new_states[begin:end] = results[1:]
             values.update(zip(step.outputs, results))
         return [values[key] for _, key in self.outputs], new_states

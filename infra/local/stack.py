@@ -37,6 +37,7 @@ def start_stack(
     table: str = "carryover-local",
     instances: int = 4,
     verbose: bool = True,
+    engine: str | None = None,
 ) -> LocalStack:
     """Starts everything in this process; `port=0` picks a free port. Creates the table if it is missing."""
     embedded = None if dynamodb_endpoint else EmbeddedDynamoDB().start()
@@ -45,10 +46,8 @@ def start_stack(
             os.environ.setdefault(name, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"])
     endpoint = dynamodb_endpoint or embedded.endpoint
-    settings = Settings.from_env(
-        {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": endpoint}
-        | {key: value for key, value in os.environ.items() if key in {"MAX_TIMESTEPS", "STATE_TTL_DAYS", "CONFLICT_RETRIES", "ENGINE"}}
-    )
+    given = {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": endpoint, "ENGINE": engine or ""}
+    settings = Settings.from_env(os.environ | {key: value for key, value in given.items() if value})
     ensure_table(dynamodb_client(endpoint), table)
     service = create_service(settings)
     handlers = [create_lambda_handler(service, settings.max_timesteps) for _ in range(instances)]

@@ -14,6 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import tensorflow as tf
+
+from carryover.engine.litert import LiteRTEngine
 from carryover.engine.tensorflow import TensorFlowEngine
 from carryover.errors import UnsupportedModel
 from carryover.keras_graph import RecurrentGraph, content_hash, keras
@@ -21,6 +24,7 @@ from carryover.manifest import Manifest
 from layers.model.verify import TOLERANCE, verify
 
 KERAS_FILE = "model.keras"
+LITERT_FILE = "step.tflite"
 
 
 class ExportFailed(RuntimeError):
@@ -34,8 +38,22 @@ def build_manifest(model: keras.Model, graph: RecurrentGraph, name: str | None) 
         input=graph.input_spec,
         outputs=tuple(spec for spec, _ in graph.outputs),
         states=tuple(graph.states),
-        files={"tensorflow": KERAS_FILE},
+        files={"tensorflow": KERAS_FILE, "litert": LITERT_FILE},
     )
+
+
+def step_flatbuffer(graph: RecurrentGraph, manifest: Manifest) -> bytes:
+    """The model's single step, (input, *states) -> (*outputs, *new states), as a LiteRT flatbuffer."""
+    signature = [tf.TensorSpec((1, manifest.input.features), tf.float32)] + [
+        tf.TensorSpec((1, units), tf.float32) for units in manifest.state_shapes
+    ]
+
+    def step(x: tf.Tensor, *states: tf.Tensor) -> list[tf.Tensor]:
+        outputs, new_states = graph.step(x, list(states))
+        return [*outputs, *new_states]
+
+    function = tf.function(step, input_signature=signature).get_concrete_function()
+    return tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
 
 
 def export(source: Path, out: Path, name: str | None = None, sequences: int = 50) -> Manifest:
@@ -50,22 +68,22 @@ def export(source: Path, out: Path, name: str | None = None, sequences: int = 50
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:
         shutil.copyfile(source, staging / KERAS_FILE)
+        (staging / LITERT_FILE).write_bytes(step_flatbuffer(graph, manifest))
         manifest.write(staging)
-        engine = TensorFlowEngine(graph, manifest)
-        result = verify(engine, manifest, model, graph, sequences)
-        if not result.passed:
-            raise ExportFailed(
-                f"{source}: the tensorflow engine differs from Keras by {result.max_abs_diff:.3g} "
-                f"(tolerance {TOLERANCE}) over {result.sequences} chunked sequences"
-            )
+        engines = [TensorFlowEngine(graph, manifest), LiteRTEngine.load(staging, manifest)]
+        results = {engine.name: verify(engine, manifest, model, graph, sequences) for engine in engines}
+        for engine, result in results.items():
+            if not result.passed:
+                raise ExportFailed(
+                    f"{source}: the {engine} engine differs from Keras by {result.max_abs_diff:.3g} "
+                    f"(tolerance {TOLERANCE}) over {result.sequences} chunked sequences"
+                )
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(
-        f"bundle {out}: {manifest.name} {manifest.version}, verified on {result.sequences} chunked sequences, "
-        f"max abs diff {result.max_abs_diff:.2g}"
-    )
+    checks = ", ".join(f"{name} {result.max_abs_diff:.2g}" for name, result in results.items())
+    print(f"bundle {out}: {manifest.name} {manifest.version}; max abs diff from Keras over {sequences} chunked sequences: {checks}")
     return manifest
 
 

@@ -14,12 +14,16 @@ from infra.local.stack import LocalStack, start_stack
 from layers.model.reference import reference_outputs
 from tests import scenarios
 from tests.clients import HttpClient
-from tests.conftest import Served
+from tests.conftest import ENGINES, Served
 
 
 @pytest.fixture(scope="module")
-def stacks(served: dict[str, Served]) -> Iterator[dict[str, LocalStack]]:
-    running = {key: start_stack(served[key].path, port=0, instances=8, verbose=False) for key in ("seed", "stacked")}
+def stacks(served: dict[str, Served]) -> Iterator[dict[tuple[str, str], LocalStack]]:
+    running = {
+        (key, engine): start_stack(served[key].path, port=0, instances=8, verbose=False, engine=engine)
+        for key in ("seed", "stacked")
+        for engine in ENGINES
+    }
     yield running
     for stack in running.values():
         stack.stop()
@@ -30,27 +34,32 @@ def model(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def test_interleaved_chunked_streams_match_keras(stacks, served, model):
-    client = HttpClient(stacks[model].api.url)
+def test_each_stack_runs_the_engine_it_was_given(stacks):
+    for (_, engine), stack in stacks.items():
+        assert HttpClient(stack.api.url).model().body["engine"] == engine
+
+
+def test_interleaved_chunked_streams_match_keras(stacks, served, model, engine):
+    client = HttpClient(stacks[model, engine].api.url)
     scenarios.check_interleaved_streams(client, served[model], np.random.default_rng(20))
 
 
-def test_reset_and_delete_restart_from_zero(stacks, served, model):
-    client = HttpClient(stacks[model].api.url)
+def test_reset_and_delete_restart_from_zero(stacks, served, model, engine):
+    client = HttpClient(stacks[model, engine].api.url)
     scenarios.check_reset_restarts(client, served[model], np.random.default_rng(21))
     scenarios.check_delete_restarts(client, served[model], np.random.default_rng(22))
 
 
 def test_bad_request_over_http_is_400_json(stacks):
-    client = HttpClient(stacks["seed"].api.url)
+    client = HttpClient(stacks["seed", "litert"].api.url)
     reply = client.request("POST", "/users/alice/predict", '{"inputs": [[1, 2]]}')
     assert reply.status == 400 and reply.headers["content-type"] == "application/json"
     assert reply.body["error"]["code"] == "invalid_request" and "8 features" in reply.body["error"]["message"]
 
 
-def test_concurrent_requests_for_one_user_lose_no_update(stacks, served):
+def test_concurrent_requests_for_one_user_lose_no_update(stacks, served, engine):
     """8 threads x 6 requests on one user: every success is applied once, in the order its `steps` says."""
-    client, user = HttpClient(stacks["seed"].api.url), scenarios.new_user()
+    client, user = HttpClient(stacks["seed", engine].api.url), scenarios.new_user()
     rng = np.random.default_rng(23)
     work = [[scenarios.sequence(served["seed"], rng, int(rng.integers(1, 4))) for _ in range(6)] for _ in range(8)]
     replies: list[tuple[np.ndarray, object]] = []

@@ -31,8 +31,8 @@ def dynamodb() -> Iterator[Any]:
 
 @pytest.fixture
 def make_client(dynamodb: Any, served: dict[str, Served]) -> Callable[..., HandlerClient]:
-    def make(model: str = "seed", conflict_retries: int = 10, client: Any = dynamodb) -> HandlerClient:
-        bundle = served[model].bundle
+    def make(model: str = "seed", engine: str = "litert", conflict_retries: int = 10, client: Any = dynamodb) -> HandlerClient:
+        bundle = served[model].bundles[engine]
         store = StateStore(client, TABLE, bundle.manifest.name, timedelta(days=30))
         service = PredictionService(bundle, store, conflict_retries)
         return HandlerClient(create_lambda_handler(service, MAX_TIMESTEPS))

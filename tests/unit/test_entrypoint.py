@@ -45,7 +45,7 @@ def test_event_files_drive_every_route(entrypoint):
     assert model.body["input"] == {"name": "num_input", "features": 8}
     assert model.body["outputs"] == [{"name": "main_output", "units": 1, "per_timestep": True}]
     assert model.body["states"] == [{"layer": "lstm", "kind": "LSTM", "tensors": ["h", "c"], "shapes": [[320], [320]]}]
-    assert model.body["version"] == predicted.body["model"]["version"] and model.body["engine"] == "tensorflow"
+    assert model.body["version"] == predicted.body["model"]["version"] and model.body["engine"] == "litert"
 
     assert client.invoke(load_event("delete_state.json")).status == 204
     assert client.invoke(load_event("get_state.json")).status == 404
@@ -58,7 +58,7 @@ def test_event_files_drive_every_route(entrypoint):
         ({"TABLE_NAME": "states", "MODEL_BUNDLE": "/nonexistent"}, ["MODEL_BUNDLE", "/nonexistent", "make model"]),
         ({"TABLE_NAME": "states", "MAX_TIMESTEPS": "many"}, ["MAX_TIMESTEPS", "integer"]),
         ({"TABLE_NAME": "states", "MAX_TIMESTEPS": "0"}, ["MAX_TIMESTEPS", "greater than or equal to 1"]),
-        ({"TABLE_NAME": "states", "ENGINE": "onnx"}, ["ENGINE", "tensorflow"]),
+        ({"TABLE_NAME": "states", "ENGINE": "onnx"}, ["ENGINE", "litert", "tensorflow"]),
         ({"TABLE_NAME": "states", "DYNAMODB_ENDPOINT": "not a url"}, ["DYNAMODB_ENDPOINT", "URL"]),
     ],
 )
@@ -72,4 +72,4 @@ def test_bad_configuration_fails_at_cold_start_naming_the_variable(environ, word
 
 def test_configuration_defaults(served):
     settings = Settings.from_env({"TABLE_NAME": "states", "MODEL_BUNDLE": str(served["seed"].path)})
-    assert (settings.max_timesteps, settings.state_ttl_days, settings.engine) == (1000, 30, "tensorflow")
+    assert (settings.max_timesteps, settings.state_ttl_days, settings.engine) == (1000, 30, None)

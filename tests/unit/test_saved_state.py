@@ -62,7 +62,7 @@ def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
         "user_id", "model", "model_version", "state", "steps", "revision", "write_id", "updated_at", "expires_at"
     }
     assert (item["steps"]["N"], item["revision"]["N"]) == ("3", "1")
-    manifest = served["seed"].bundle.manifest
+    manifest = served["seed"].manifest
     assert len(item["state"]["B"]) == manifest.state_bytes == 2 * 320 * 4
     state = manifest.unpack_state(bytes(item["state"]["B"]))
     assert all(np.all(np.isfinite(s)) and np.any(s != 0) for s in state)
