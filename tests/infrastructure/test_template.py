@@ -43,3 +43,42 @@ def test_created_table_matches_the_template():
     assert table["KeySchema"] == table_properties()["KeySchema"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", TTL_ATTRIBUTE)
+
+
+def _unzipped_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def test_sam_build_fits_lambda_with_room_to_spare(tmp_path, served):
+    """`sam build` without Docker: function + layers unzipped stay under 150 MB, with no TensorFlow."""
+    env = os.environ | {
+        "SAM_CLI_TELEMETRY": "0",
+        "PATH": f"{SAM.parent}{os.pathsep}{os.environ['PATH']}",
+        "MODEL_BUNDLE_DIR": str(served["seed"].path),
+    }
+    result = subprocess.run(
+        [str(SAM), "build", "--template", str(TEMPLATE), "--build-dir", str(tmp_path / "build")],
+        capture_output=True, text=True, env=env, timeout=600, cwd=TEMPLATE.parent,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    parts = {name: _unzipped_mb(tmp_path / "build" / name) for name in ("PredictFunction", "RuntimeLayer", "ModelLayer")}
+    assert sum(parts.values()) <= 150, parts
+    site = tmp_path / "build" / "RuntimeLayer" / "python"
+    assert (site / "ai_edge_litert").is_dir() and not (site / "tensorflow").exists() and not (site / "botocore").exists()
+    assert list(site.glob("numpy/_core/_multiarray_umath.cpython-313-aarch64-linux-gnu.so"))
+    assert sorted(p.name for p in (tmp_path / "build" / "ModelLayer" / "model").iterdir()) == ["manifest.json", "step.tflite"]
+    assert (tmp_path / "build" / "PredictFunction" / "app.py").is_file()
+
+
+def test_litert_serving_never_imports_tensorflow(served):
+    """What the zip deployment runs: load a bundle with the LiteRT engine and predict, with no TensorFlow."""
+    code = (
+        "import sys, numpy as np\n"
+        "from carryover.bundle import ModelBundle\n"
+        f"bundle = ModelBundle.load(__import__('pathlib').Path({str(served['seed'].path)!r}))\n"
+        "bundle.engine.run(np.zeros((3, 8), np.float32), bundle.manifest.zero_state())\n"
+        "assert bundle.engine.name == 'litert'\n"
+        "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))], 'TensorFlow was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
