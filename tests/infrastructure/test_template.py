@@ -80,5 +80,6 @@ def test_litert_serving_never_imports_tensorflow(served):
         "assert bundle.engine.name == 'litert'\n"
         "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))], 'TensorFlow was imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = os.environ | {"PYTHONPATH": str(TEMPLATE.parent / "handler")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
