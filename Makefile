@@ -10,12 +10,14 @@ export PYTHONPATH := handler:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv model run test lint-template lock clean
+.PHONY: help venv model run test bench build lock clean
 
 help:
 	@echo "make run    serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$${PORT:-3000}"
 	@echo "make test   run the whole test suite"
 	@echo "make model  export MODEL (default: the demo) into a verified bundle at $(BUNDLE)"
+	@echo "make bench  measure latency, compute, cold start and DynamoDB cost on the bundle"
+	@echo "make build  sam build: the Lambda zip and its layers, into .aws-sam/build"
 
 venv: $(VENV)/.installed
 
@@ -37,6 +39,14 @@ run: model
 
 test: venv
 	$(PY) -m pytest
+
+bench: model
+	$(PY) -m tests.benchmarks.bench $(BUNDLE)
+
+build: model
+	PATH="$(abspath $(VENV))/bin:$$PATH" MODEL_BUNDLE_DIR="$(abspath $(BUNDLE))" SAM_CLI_TELEMETRY=0 \
+		$(VENV)/bin/sam build --template template.yaml
+	du -sh .aws-sam/build/*/
 
 lock: venv
 	$(VENV)/bin/pip install --quiet -r requirements.in

@@ -1,0 +1,194 @@
+"""`make bench`: latency, compute, cold start and DynamoDB cost on the demo model, measured in one run.
+
+    python -m tests.benchmarks.bench BUNDLE_DIR
+Compares (a) the seed question's approach made to work in Keras 3 (assign the saved h, c into the stateful
+layer's variables, `model.predict`, read the state back), (b) the TensorFlow engine, (c) the LiteRT engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import boto3
+import numpy as np
+
+from carryover.bundle import ModelBundle
+from carryover.engine import Engine, EngineResult
+from carryover.keras_graph import keras
+from carryover.manifest import Manifest
+from carryover.routes import create_lambda_handler
+from carryover.service import PredictionService
+from carryover.state_store import StateStore
+from infra.local.dynamodb import EmbeddedDynamoDB
+from infra.local.stack import LOCAL_CREDENTIALS
+from infra.table import ensure_table
+from tests.clients import HandlerClient
+
+TABLE = "bench"
+
+
+class SeedApproach:
+    """The question's per-request procedure, in Keras 3: state into the stateful layer, predict, read back."""
+
+    name = "seed-approach"
+
+    def __init__(self, model: keras.Model, manifest: Manifest) -> None:
+        self._model = model
+        self._layers = [model.get_layer(spec.layer) for spec in manifest.states]
+        self._outputs = len(manifest.outputs)
+        self._names = [spec.name for spec in manifest.outputs]
+
+    def run(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
+        values = iter(state)
+        for layer in self._layers:
+            for variable in layer.states:
+                variable.assign(next(values)[np.newaxis])
+        results = self._model.predict(inputs[np.newaxis], verbose=0)
+        new_state = [np.asarray(v)[0] for layer in self._layers for v in layer.states]
+        return EngineResult({n: r[0] for n, r in zip(self._names, results[: self._outputs])}, new_state)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    return float(np.percentile(samples, q))
+
+
+def time_requests(client: HandlerClient, rows: list[list[float]], count: int) -> list[float]:
+    """Milliseconds per warm request, over `count` requests for one user after three warm-ups."""
+    user = f"bench-{time.monotonic_ns()}"
+    for _ in range(3):
+        client.predict(user, rows)
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        reply = client.predict(user, rows)
+        samples.append((time.perf_counter() - start) * 1000)
+        assert reply.status == 200, reply.body
+    return samples
+
+
+def time_engine(engine: Engine, manifest: Manifest, timesteps: int, repeats: int) -> float:
+    """Median milliseconds for one engine call on `timesteps` rows."""
+    inputs = np.random.default_rng(0).normal(size=(timesteps, manifest.input.features)).astype(np.float32)
+    state = manifest.zero_state()
+    engine.run(inputs, state)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.run(inputs, state)
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+COLD_START = """
+import json, sys, time
+started = float(sys.argv[1])
+import app
+event = json.load(open(sys.argv[2]))
+result = app.lambda_handler(event, __import__("infra.local.server", fromlist=["LocalContext"]).LocalContext("cold"))
+assert result["statusCode"] == 200, result
+seconds = time.time() - started
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the parent process
+peak_kb = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+print(json.dumps({"seconds": seconds, "rss_mb": peak_kb / 1024}))
+"""
+
+
+def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str, float]:
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {
+        "TABLE_NAME": TABLE, "MODEL_BUNDLE": str(bundle), "ENGINE": engine, "DYNAMODB_ENDPOINT": endpoint,
+        "PYTHONPATH": f"{root / 'handler'}{os.pathsep}{root}",
+    }
+    measured = []
+    for _ in range(runs):
+        result = subprocess.run(
+            [sys.executable, "-c", COLD_START, str(time.time()), str(root / "events" / "predict.json")],
+            capture_output=True, text=True, env=env, timeout=300, check=True,
+        )
+        measured.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(m[key] for m in measured) for key in ("seconds", "rss_mb")}
+
+
+def item_size(item: dict) -> int:
+    """DynamoDB's item size: attribute names plus values (numbers approximated by their digits)."""
+    size = 0
+    for name, value in item.items():
+        (kind, raw), = value.items()
+        size += len(name.encode()) + (len(raw) if kind == "B" else len(str(raw).encode()))
+    return size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+
+    dynamodb = EmbeddedDynamoDB().start()
+    client = boto3.client("dynamodb", endpoint_url=dynamodb.endpoint)
+    ensure_table(client, TABLE)
+    litert = ModelBundle.load(args.bundle, "litert")
+    tensorflow = ModelBundle.load(args.bundle, "tensorflow")
+    manifest = litert.manifest
+    model = keras.saving.load_model(args.bundle / manifest.files["tensorflow"], compile=False)
+    engines: dict[str, Engine] = {
+        "a": SeedApproach(model, manifest), "b": tensorflow.engine, "c": litert.engine,
+    }
+    labels = {"a": "seed approach (assign + predict)", "b": "TensorFlow engine", "c": "LiteRT engine"}
+
+    calls = {"GetItem": 0, "PutItem": 0}
+    for operation in calls:
+        client.meta.events.register(f"before-call.dynamodb.{operation}", lambda operation=operation, **_: calls.__setitem__(operation, calls[operation] + 1))
+
+    row = [[0.1] * manifest.input.features]
+    latency, compute = {}, {}
+    for key, engine in engines.items():
+        store = StateStore(client, TABLE, manifest.name, timedelta(days=1))
+        service = PredictionService(ModelBundle(manifest, engine), store, conflict_retries=3)
+        handler = HandlerClient(create_lambda_handler(service, 1000))
+        count = args.requests if key != "a" else max(30, args.requests // 4)
+        before = dict(calls)
+        samples = time_requests(handler, row, count)
+        per_request = {op: (calls[op] - before[op]) / (count + 3) for op in calls}
+        latency[key] = {"p50": percentile(samples, 50), "p99": percentile(samples, 99), "calls": per_request}
+        repeats = 30 if key != "a" else 10
+        compute[key] = {"1": time_engine(engine, manifest, 1, repeats), "100": time_engine(engine, manifest, 100, max(5, repeats // 3))}
+
+    cold = {engine: cold_start(args.bundle, engine, dynamodb.endpoint, runs=3) for engine in ("tensorflow", "litert")}
+    item = client.scan(TableName=TABLE, Limit=1)["Items"][0]
+    size = item_size(item)
+    dynamodb.stop()
+
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model {manifest.name} "
+          f"(LSTM {manifest.states[0].units}); one 1-timestep request per call; local DynamoDB over HTTP\n")
+    print("| | p50 ms | p99 ms | engine ms / 1 step | engine ms / 100 steps |")
+    print("| --- | --- | --- | --- | --- |")
+    for key in engines:
+        print(f"| ({key}) {labels[key]} | {latency[key]['p50']:.2f} | {latency[key]['p99']:.2f} | {compute[key]['1']:.3f} | {compute[key]['100']:.2f} |")
+    print(f"\nwarm p50 ratio a/b: {latency['a']['p50'] / latency['b']['p50']:.1f}x, a/c: {latency['a']['p50'] / latency['c']['p50']:.1f}x")
+    print(f"engine per step ratio a/b: {compute['a']['1'] / compute['b']['1']:.1f}x, a/c: {compute['a']['1'] / compute['c']['1']:.1f}x; "
+          f"per 100 steps a/b: {compute['a']['100'] / compute['b']['100']:.1f}x, a/c: {compute['a']['100'] / compute['c']['100']:.1f}x")
+    print("\n| cold start (fresh process to first response) | seconds | peak RSS MB |")
+    print("| --- | --- | --- |")
+    for engine, result in cold.items():
+        print(f"| {engine} | {result['seconds']:.2f} | {result['rss_mb']:.0f} |")
+    print(f"\ncold start ratio LiteRT/TensorFlow: {cold['litert']['seconds'] / cold['tensorflow']['seconds']:.2f}")
+    reads, writes = latency["c"]["calls"]["GetItem"], latency["c"]["calls"]["PutItem"]
+    print(f"\nDynamoDB per request: {reads:.0f} GetItem (strongly consistent, {math.ceil(size / 4096)} RCU) and "
+          f"{writes:.0f} PutItem ({math.ceil(size / 1024)} WCU); item size {size} bytes")
+
+
+if __name__ == "__main__":
+    main()
