@@ -34,9 +34,9 @@ TensorKey = tuple[int, int, int]  # (id(operation), node_index, tensor_index)
 @dataclass(frozen=True)
 class _Step:
     layer: keras.layers.Layer
-    source: TensorKey | None  # None: the model input
+    source: TensorKey
     outputs: tuple[TensorKey, ...]
-    state_slot: int | None = None  # index into RecurrentGraph.states for recurrent layers
+    state_range: tuple[int, int] | None = None  # a recurrent layer's slice of the flat state list
 
 
 def _key(tensor: Any) -> TensorKey:
@@ -100,21 +100,18 @@ class RecurrentGraph:
         _check_supported(layer)
         source = node.input_tensors[0]
         self._visit(source)
-        slot = None
+        state_range = None
         if type(layer) is keras.layers.TimeDistributed:
             layer = layer.layer  # Dense and friends act on the last axis already; Keras' wrapper mis-shapes
             # its output under tf.function when the number of timesteps is unknown
         if type(layer) in RECURRENT:
+            begin = sum(len(spec.tensors) for spec in self.states)
+            tensors = RECURRENT[type(layer)]
+            state_range = (begin, begin + len(tensors))
+            self.states.append(StateSpec(layer=layer.name, kind=type(layer).__name__, tensors=tensors, units=layer.units))
             layer = _stateless_copy(layer, tuple(source.shape))
-            slot = len(self.states)
-            original = tensor._keras_history.operation
-            self.states.append(
-                StateSpec(layer=original.name, kind=type(original).__name__,
-                          tensors=RECURRENT[type(original)], units=original.units)
-            )
         outputs = tuple(_key(t) for t in node.output_tensors)
-        source_key = None if _key(source) == self._input_key else _key(source)
-        self.steps.append(_Step(layer, source_key, outputs, slot))
+        self.steps.append(_Step(layer, _key(source), outputs, state_range))
         self._ordered.update(outputs)
 
     def _prediction_outputs(self) -> list[tuple[OutputSpec, TensorKey]]:
@@ -152,26 +149,18 @@ class RecurrentGraph:
     def _run(
         self, inputs: Any, states: list[Any], recurrent: Callable[[keras.layers.Layer, Any, list[Any]], list[Any]]
     ) -> tuple[list[Any], list[Any]]:
-        values: dict[TensorKey | None, Any] = {None: inputs}
+        values: dict[TensorKey, Any] = {self._input_key: inputs}
         new_states = list(states)
-        offsets = self._state_offsets()
         for step in self.steps:
             source = values[step.source]
-            if step.state_slot is None:
+            if step.state_range is None:
                 results = [step.layer(source, training=False)]
             else:
-                begin, end = offsets[step.state_slot]
+                begin, end = step.state_range
                 results = recurrent(step.layer, source, list(states[begin:end]))
                 new_states[begin:end] = results[1:]
             values.update(zip(step.outputs, results))
         return [values[key] for _, key in self.outputs], new_states
-
-    def _state_offsets(self) -> list[tuple[int, int]]:
-        offsets, begin = [], 0
-        for spec in self.states:
-            offsets.append((begin, begin + len(spec.tensors)))
-            begin += len(spec.tensors)
-        return offsets
 
 
 def content_hash(model: keras.Model) -> str:

@@ -39,8 +39,9 @@ class PredictionService:
     def _start(self, stored: StoredState | None, reset: bool) -> _Start:
         if not self._store.is_live(stored):
             return _Start(self.manifest.zero_state(), 0, "new")
-        state = self.manifest.unpack_state(stored.blob) if stored.model_version == self.manifest.version else None
-        if reset or state is None:
+        compatible = not reset and stored.model_version == self.manifest.version
+        state = self.manifest.unpack_state(stored.blob) if compatible else None
+        if state is None:
             return _Start(self.manifest.zero_state(), 0, "reset")
         return _Start(state, stored.steps, "continued")
 

@@ -71,7 +71,7 @@ def export(source: Path, out: Path, name: str | None = None, sequences: int = 50
         (staging / LITERT_FILE).write_bytes(step_flatbuffer(graph, manifest))
         manifest.write(staging)
         engines = [TensorFlowEngine(graph, manifest), LiteRTEngine.load(staging, manifest)]
-        results = {engine.name: verify(engine, manifest, model, graph, sequences) for engine in engines}
+        results = verify(engines, manifest, model, graph, sequences)
         for engine, result in results.items():
             if not result.passed:
                 raise ExportFailed(

@@ -49,13 +49,17 @@ def run_in_chunks(engine: Engine, manifest: Manifest, sequence: np.ndarray, size
 
 
 def verify(
-    engine: Engine, manifest: Manifest, model: keras.Model, graph: RecurrentGraph, sequences: int, seed: int = 0
-) -> Verification:
+    engines: list[Engine], manifest: Manifest, model: keras.Model, graph: RecurrentGraph, sequences: int, seed: int = 0
+) -> dict[str, Verification]:
+    """Each engine's worst difference from Keras, on the same random sequences and chunkings."""
     rng = np.random.default_rng(seed)
-    worst = 0.0
+    worst = dict.fromkeys((engine.name for engine in engines), 0.0)
     for _ in range(sequences):
         sequence = rng.normal(size=(int(rng.integers(1, 49)), manifest.input.features)).astype(np.float32)
         expected = reference_outputs(model, graph, sequence)
-        actual = run_in_chunks(engine, manifest, sequence, random_chunks(len(sequence), rng))
-        worst = max(worst, *(float(np.max(np.abs(actual[name] - expected[name]))) for name in expected))
-    return Verification(sequences, worst)
+        sizes = random_chunks(len(sequence), rng)
+        for engine in engines:
+            actual = run_in_chunks(engine, manifest, sequence, sizes)
+            for name, rows in expected.items():
+                worst[engine.name] = max(worst[engine.name], float(np.max(np.abs(actual[name] - rows))))
+    return {name: Verification(sequences, diff) for name, diff in worst.items()}

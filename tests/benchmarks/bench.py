@@ -45,7 +45,6 @@ class SeedApproach:
     def __init__(self, model: keras.Model, manifest: Manifest) -> None:
         self._model = model
         self._layers = [model.get_layer(spec.layer) for spec in manifest.states]
-        self._outputs = len(manifest.outputs)
         self._names = [spec.name for spec in manifest.outputs]
 
     def run(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
@@ -55,7 +54,7 @@ class SeedApproach:
                 variable.assign(next(values)[np.newaxis])
         results = self._model.predict(inputs[np.newaxis], verbose=0)
         new_state = [np.asarray(v)[0] for layer in self._layers for v in layer.states]
-        return EngineResult({n: r[0] for n, r in zip(self._names, results[: self._outputs])}, new_state)
+        return EngineResult({n: r[0] for n, r in zip(self._names, results)}, new_state)
 
 
 def percentile(samples: list[float], q: float) -> float:
