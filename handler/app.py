@@ -5,4 +5,4 @@ from carryover.routes import create_lambda_handler
 from carryover.service import create_service
 
 settings = Settings.from_env()
-lambda_handler = create_lambda_handler(create_service(settings), settings.max_timesteps)
+lambda_handler = create_lambda_handler(create_service(settings), settings)

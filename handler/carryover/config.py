@@ -27,7 +27,15 @@ class Settings(BaseModel):
     max_timesteps: int = Field(default=1000, ge=1, le=100_000)
     state_ttl_days: int = Field(default=30, ge=1, le=3650)
     conflict_retries: int = Field(default=10, ge=0, le=50)
+    state_on_incompatible: Literal["reset", "reject"] = "reset"
+    idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    idempotency_keys: int = Field(default=32, ge=1, le=1000)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10 * 1_048_576)
+    auth_mode: Literal["IAM", "JWT", "NONE"] = "IAM"
     dynamodb_endpoint: AnyHttpUrl | None = None
+    dynamodb_connect_timeout: float = Field(default=1.0, gt=0, le=10)
+    dynamodb_read_timeout: float = Field(default=2.0, gt=0, le=10)
+    dynamodb_max_attempts: int = Field(default=3, ge=1, le=10)
 
     @field_validator("model_bundle")
     @classmethod

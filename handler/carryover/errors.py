@@ -18,6 +18,9 @@ class ApiError(Exception):
     def body(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class InvalidRequest(ApiError):
     status = 400
@@ -36,3 +39,32 @@ class NotFound(ApiError):
 class StateConflict(ApiError):
     status = 409
     code = "state_conflict"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class IdempotencyKeyReused(ApiError):
+    status = 409
+    code = "idempotency_key_reused"
+
+
+class StateIncompatible(ApiError):
+    status = 409
+    code = "state_incompatible"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class StoreUnavailable(ApiError):
+    status = 503
+    code = "store_unavailable"
+    retry_after_s = 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

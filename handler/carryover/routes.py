@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,37 +11,52 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from carryover.errors import ApiError, NotFound
+from carryover.config import Settings
+from carryover.errors import ApiError, Forbidden, NotFound
 from carryover.observability import logger, metrics, tracer
-from carryover.schemas import ModelResponse, PredictRequest, parse_user_id
+from carryover.schemas import ModelResponse, PredictRequest, parse_idempotency_key, parse_user_id
 from carryover.service import PredictionService
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+DEADLINE_MARGIN_S = 1.0  # left of the Lambda's time when retries stop, to answer in time
 
 
-def _json(status: int, body: BaseModel | dict[str, Any]) -> Response:
+def _json(status: int, body: BaseModel | dict[str, Any] | str, headers: dict[str, str] | None = None) -> Response:
     payload = body.model_dump_json() if isinstance(body, BaseModel) else body
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=payload)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=payload, headers=headers)
 
 
-def create_lambda_handler(service: PredictionService, max_timesteps: int) -> LambdaHandler:
+def create_lambda_handler(service: PredictionService, settings: Settings) -> LambdaHandler:
     """One handler per Lambda instance: the resolver holds the current event, so it serves one at a time."""
     app = APIGatewayHttpResolver()
     model = ModelResponse.of(service.manifest, service.engine.name)
 
+    def caller(raw_user_id: str) -> str:
+        """The path's user, who must be the token's subject when API Gateway checks JWTs."""
+        user_id = parse_user_id(raw_user_id)
+        if settings.auth_mode == "JWT":
+            claims = app.current_event.request_context.authorizer.jwt_claim or {}
+            if claims.get("sub") != user_id:
+                raise Forbidden(f"user {user_id!r}: the token's subject may only use its own state")
+        return user_id
+
     @app.post("/users/<user_id>/predict")
     def predict(user_id: str) -> Response:
-        user = parse_user_id(user_id)
-        request = PredictRequest.parse(app.current_event.decoded_body, service.manifest, max_timesteps)
-        return _json(200, service.predict(user, request.array(), request.reset))
+        user = caller(user_id)
+        key = parse_idempotency_key(app.current_event.headers.get("idempotency-key"))
+        body = app.current_event.decoded_body
+        request = PredictRequest.parse(body, service.manifest, settings.max_timesteps, settings.max_body_bytes)
+        deadline = time.monotonic() + app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_S
+        prediction = service.predict(user, request, key, deadline)
+        return _json(200, prediction.body, {"Idempotent-Replayed": "true"} if prediction.replayed else None)
 
     @app.get("/users/<user_id>/state")
     def get_state(user_id: str) -> Response:
-        return _json(200, service.state(parse_user_id(user_id)))
+        return _json(200, service.state(caller(user_id)))
 
     @app.delete("/users/<user_id>/state")
     def delete_state(user_id: str) -> Response:
-        service.delete(parse_user_id(user_id))
+        service.delete(caller(user_id))
         return Response(status_code=204)
 
     @app.get("/model")
@@ -55,7 +71,7 @@ def create_lambda_handler(service: PredictionService, max_timesteps: int) -> Lam
     @app.exception_handler(ApiError)
     def api_error(error: ApiError) -> Response:
         logger.info("request refused", extra={"status": error.status, "code": error.code})
-        return _json(error.status, error.body())
+        return _json(error.status, error.body(), error.headers() or None)
 
     @app.exception_handler(Exception)
     def unexpected(_: Exception) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -10,10 +11,11 @@ from urllib.parse import unquote
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from carryover.errors import InvalidJson, InvalidRequest
+from carryover.errors import InvalidJson, InvalidRequest, PayloadTooLarge
 from carryover.manifest import Manifest, OutputSpec, StateSpec
 
 USER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 StateOrigin = Literal["new", "continued", "reset"]
 
@@ -23,6 +25,14 @@ def parse_user_id(raw: str) -> str:
     if not USER_ID.fullmatch(user_id):
         raise InvalidRequest("user_id: expected 1-128 characters of A-Z a-z 0-9 . _ : @ -")
     return user_id
+
+
+def parse_idempotency_key(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(raw):
+        raise InvalidRequest("Idempotency-Key header: expected 1-128 printable ASCII characters")
+    return raw
 
 
 class PredictRequest(BaseModel):
@@ -49,9 +59,12 @@ class PredictRequest(BaseModel):
         return rows
 
     @classmethod
-    def parse(cls, body: str | None, manifest: Manifest, max_timesteps: int) -> PredictRequest:
+    def parse(cls, body: str | None, manifest: Manifest, max_timesteps: int, max_bytes: int) -> PredictRequest:
         if not body:
             raise InvalidJson("request body: expected a JSON object")
+        size = len(body.encode())
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body: {size} bytes, at most {max_bytes} accepted")
         context = {"features": manifest.input.features, "max_timesteps": max_timesteps}
         try:
             return cls.model_validate_json(body, context=context)
@@ -60,6 +73,12 @@ class PredictRequest(BaseModel):
 
     def array(self) -> np.ndarray:
         return np.asarray(self.inputs, dtype=np.float32)
+
+    def fingerprint(self) -> str:
+        """Equal for requests that mean the same, however their JSON was written."""
+        inputs = self.array()
+        digest = hashlib.sha256(f"{inputs.shape}|{self.reset}|".encode() + inputs.tobytes())
+        return digest.hexdigest()
 
 
 def _request_error(error: Any) -> InvalidRequest:

@@ -50,7 +50,7 @@ def start_stack(
     settings = Settings.from_env(os.environ | {key: value for key, value in given.items() if value})
     ensure_table(dynamodb_client(endpoint), table)
     service = create_service(settings)
-    handlers = [create_lambda_handler(service, settings.max_timesteps) for _ in range(instances)]
+    handlers = [create_lambda_handler(service, settings) for _ in range(instances)]
     api = LocalApi(handlers, port=port, verbose=verbose)
     api.start_background()
     return LocalStack(api, settings, embedded)

@@ -23,12 +23,13 @@ import boto3
 import numpy as np
 
 from carryover.bundle import ModelBundle
+from carryover.config import Settings
 from carryover.engine import Engine, EngineResult
 from carryover.keras_graph import keras
 from carryover.manifest import Manifest
 from carryover.routes import create_lambda_handler
 from carryover.service import PredictionService
-from carryover.state_store import StateStore
+from carryover.state_store import StateStore, StoreSettings
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LOCAL_CREDENTIALS
 from infra.table import ensure_table
@@ -154,9 +155,10 @@ def main() -> None:
     row = [[0.1] * manifest.input.features]
     latency, compute = {}, {}
     for key, engine in engines.items():
-        store = StateStore(client, TABLE, manifest.name, timedelta(days=1))
+        store = StateStore(client, TABLE, manifest.name, StoreSettings(ttl=timedelta(days=1)))
         service = PredictionService(ModelBundle(manifest, engine), store, conflict_retries=3)
-        handler = HandlerClient(create_lambda_handler(service, 1000))
+        settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
+        handler = HandlerClient(create_lambda_handler(service, settings))
         count = args.requests if key != "a" else max(30, args.requests // 4)
         before = dict(calls)
         samples = time_requests(handler, row, count)

@@ -10,9 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from carryover.config import Settings
 from carryover.routes import create_lambda_handler
 from carryover.service import PredictionService
-from carryover.state_store import StateStore
+from carryover.state_store import StateStore, StoreSettings
 from infra.table import ensure_table
 from tests.clients import HandlerClient
 from tests.conftest import Served
@@ -31,11 +32,15 @@ def dynamodb() -> Iterator[Any]:
 
 @pytest.fixture
 def make_client(dynamodb: Any, served: dict[str, Served]) -> Callable[..., HandlerClient]:
-    def make(model: str = "seed", engine: str = "litert", conflict_retries: int = 10, client: Any = dynamodb) -> HandlerClient:
+    def make(model: str = "seed", engine: str = "litert", client: Any = dynamodb, **environ: str) -> HandlerClient:
+        """A handler as a cold start would build it; `environ` adds configuration (MAX_TIMESTEPS=50 unless given)."""
         bundle = served[model].bundles[engine]
-        store = StateStore(client, TABLE, bundle.manifest.name, timedelta(days=30))
-        service = PredictionService(bundle, store, conflict_retries)
-        return HandlerClient(create_lambda_handler(service, MAX_TIMESTEPS))
+        settings = Settings.from_env(
+            {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served[model].path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)} | environ
+        )
+        store = StateStore(client, TABLE, bundle.manifest.name, StoreSettings(ttl=timedelta(days=settings.state_ttl_days)))
+        service = PredictionService(bundle, store, settings.conflict_retries, settings.state_on_incompatible)
+        return HandlerClient(create_lambda_handler(service, settings))
 
     return make
 

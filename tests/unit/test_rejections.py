@@ -99,7 +99,7 @@ def test_state_of_unknown_user_is_404(client_with_state):
 
 def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dynamodb):
     """Another writer changes the item between every read and write: after the retries, 409."""
-    client = make_client(conflict_retries=2)
+    client = make_client(CONFLICT_RETRIES="2")
     assert client.predict(USER, [ROW]).status == 200
     rival_writes = []
 

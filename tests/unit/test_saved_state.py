@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from carryover.state_store import StateStore
+from carryover.state_store import StateStore, StoreSettings
 from tests.unit.conftest import TABLE, raw_item
 
 ROW = [0.25] * 8
@@ -73,5 +73,5 @@ def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
 def test_store_reads_are_strongly_consistent(dynamodb):
     calls = []
     dynamodb.meta.events.register("provide-client-params.dynamodb.GetItem", lambda params, **_: calls.append(params))
-    StateStore(dynamodb, TABLE, "seed_lstm", timedelta(days=1)).load("nobody")
+    StateStore(dynamodb, TABLE, "seed_lstm", StoreSettings(ttl=timedelta(days=1))).load("nobody")
     assert calls and all(call["ConsistentRead"] is True for call in calls)
