@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
@@ -137,10 +137,10 @@ class PredictionService:
         self._store.delete(user_id)
 
 
-def create_service(settings: Settings) -> PredictionService:
-    """Loads the model and connects the store: the work of a cold start."""
-    bundle = ModelBundle.load(settings.model_bundle, settings.engine)
-    client = dynamodb_client(
+def create_service(settings: Settings, bundle: ModelBundle | None = None, client: Any = None) -> PredictionService:
+    """Loads the model and connects the store: the work of a cold start. Tests pass a loaded bundle or a client."""
+    bundle = bundle or ModelBundle.load(settings.model_bundle, settings.engine)
+    client = client or dynamodb_client(
         str(settings.dynamodb_endpoint) if settings.dynamodb_endpoint else None,
         connect_timeout=settings.dynamodb_connect_timeout,
         read_timeout=settings.dynamodb_read_timeout,

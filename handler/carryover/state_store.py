@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -173,20 +173,24 @@ class StateStore:
             raise StoreUnavailable(UNAVAILABLE_MESSAGE) from error
 
     def load(self, user_id: str) -> StoredState | None:
-        """The item as DynamoDB holds it (strongly consistent), expired or not; None when there is none."""
+        """The item as DynamoDB holds it (strongly consistent), expired or not, with only the receipts still
+        remembered; None when there is none."""
         item = self._call("get_item", Key=self._key(user_id), ConsistentRead=True).get("Item")
-        return None if item is None else _parse(item)
+        if item is None:
+            return None
+        stored, oldest = _parse(item), self._clock() - self._settings.receipt_ttl
+        return replace(stored, receipts=tuple(receipt for receipt in stored.receipts if receipt.at >= oldest))
 
     def is_live(self, stored: StoredState | None) -> bool:
         """False for no item and for one past its TTL that DynamoDB has not deleted yet."""
         return stored is not None and stored.expires_at > self._clock()
 
     def _kept_receipts(self, read: StoredState | None, new: Receipt | None) -> dict[str, Any]:
-        now, budget = self._clock(), self._settings.receipt_budget_bytes
+        budget = self._settings.receipt_budget_bytes
         earlier = read.receipts if read is not None and self.is_live(read) else ()
         kept: dict[str, Any] = {}
         for receipt in ([new] if new else []) + list(earlier):
-            if len(kept) >= self._settings.max_receipts or now - receipt.at > self._settings.receipt_ttl:
+            if len(kept) >= self._settings.max_receipts:
                 break
             packed = zlib.compress(receipt.response.encode())
             if kept and len(packed) > budget:

@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import boto3
@@ -28,8 +27,7 @@ from carryover.engine import Engine, EngineResult
 from carryover.keras_graph import keras
 from carryover.manifest import Manifest
 from carryover.routes import create_lambda_handler
-from carryover.service import PredictionService
-from carryover.state_store import StateStore, StoreSettings
+from carryover.service import create_service
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LOCAL_CREDENTIALS
 from infra.table import ensure_table
@@ -152,12 +150,11 @@ def main() -> None:
     for operation in calls:
         client.meta.events.register(f"before-call.dynamodb.{operation}", lambda operation=operation, **_: calls.__setitem__(operation, calls[operation] + 1))
 
+    settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
     row = [[0.1] * manifest.input.features]
     latency, compute = {}, {}
     for key, engine in engines.items():
-        store = StateStore(client, TABLE, manifest.name, StoreSettings(ttl=timedelta(days=1)))
-        service = PredictionService(ModelBundle(manifest, engine), store, conflict_retries=3)
-        settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
+        service = create_service(settings, ModelBundle(manifest, engine), client)
         handler = HandlerClient(create_lambda_handler(service, settings))
         count = args.requests if key != "a" else max(30, args.requests // 4)
         before = dict(calls)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -12,8 +11,7 @@ from moto import mock_aws
 
 from carryover.config import Settings
 from carryover.routes import create_lambda_handler
-from carryover.service import PredictionService
-from carryover.state_store import StateStore, StoreSettings
+from carryover.service import create_service
 from infra.table import ensure_table
 from tests.clients import HandlerClient
 from tests.conftest import Served
@@ -34,12 +32,10 @@ def dynamodb() -> Iterator[Any]:
 def make_client(dynamodb: Any, served: dict[str, Served]) -> Callable[..., HandlerClient]:
     def make(model: str = "seed", engine: str = "litert", client: Any = dynamodb, **environ: str) -> HandlerClient:
         """A handler as a cold start would build it; `environ` adds configuration (MAX_TIMESTEPS=50 unless given)."""
-        bundle = served[model].bundles[engine]
         settings = Settings.from_env(
             {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served[model].path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)} | environ
         )
-        store = StateStore(client, TABLE, bundle.manifest.name, StoreSettings(ttl=timedelta(days=settings.state_ttl_days)))
-        service = PredictionService(bundle, store, settings.conflict_retries, settings.state_on_incompatible)
+        service = create_service(settings, served[model].bundles[engine], client)
         return HandlerClient(create_lambda_handler(service, settings))
 
     return make
