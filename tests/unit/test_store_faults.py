@@ -1,0 +1,136 @@
+"""DynamoDB failing: bounded retries, then 503 with Retry-After, and the saved state exactly as before.
+
+Faults are injected in front of a DynamoDB reached over HTTP (the embedded moto server): a hook answers or
+fails an attempt in place of the server, which then never sees it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+from carryover.state_store import dynamodb_client
+from infra.local.dynamodb import EmbeddedDynamoDB
+from infra.table import ensure_table
+from tests.unit.conftest import TABLE, raw_item
+
+ROW = [0.5] * 8
+USER = "frank"
+ATTEMPTS = 2
+
+
+class _Body:
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+    def stream(self, **_):
+        yield self._payload
+
+
+def error_response(status: int, code: str):
+    def respond(request, **_):
+        payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
+        return AWSResponse(request.url, status, {"x-amzn-requestid": "injected"}, _Body(payload))
+
+    return respond
+
+
+def raising(error: type[Exception]):
+    def respond(request, **_):
+        raise error(endpoint_url=request.url)
+
+    return respond
+
+
+FAULTS = {
+    "throttled": error_response(400, "ThrottlingException"),
+    "throughput exceeded": error_response(400, "ProvisionedThroughputExceededException"),
+    "internal server error": error_response(500, "InternalServerError"),
+    "service unavailable": error_response(503, "ServiceUnavailable"),
+    "connection refused": raising(EndpointConnectionError),
+    "connect timeout": raising(ConnectTimeoutError),
+    "read timeout": raising(ReadTimeoutError),
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    embedded = EmbeddedDynamoDB().start()
+    ensure_table(dynamodb_client(embedded.endpoint), TABLE)
+    yield embedded
+    embedded.stop()
+
+
+@pytest.fixture
+def dynamodb(server):
+    """An unhooked client of the same server, to read what it holds."""
+    client = dynamodb_client(server.endpoint)
+    client.delete_item(TableName=TABLE, Key={"user_id": {"S": USER}, "model": {"S": "seed_lstm"}})
+    return client
+
+
+@pytest.fixture
+def faulty(make_client, server, dynamodb):
+    """A handler whose DynamoDB client makes ATTEMPTS attempts per call, and a way to break one operation."""
+    client = dynamodb_client(server.endpoint, connect_timeout=0.5, read_timeout=0.5, max_attempts=ATTEMPTS)
+    handler = make_client(client=client)
+    assert handler.predict(USER, [ROW]).status == 200
+    attempts: list[str] = []
+
+    def inject(operation: str, fault) -> None:
+        def counted(request, **kwargs):
+            attempts.append(operation)
+            return fault(request, **kwargs)
+
+        client.meta.events.register_first(f"before-send.dynamodb.{operation}", counted)
+
+    return handler, inject, attempts
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))
+@pytest.mark.parametrize("operation", ["GetItem", "PutItem"])
+def test_predict_during_a_fault_is_503_and_leaves_state_as_it_was(faulty, dynamodb, fault, operation):
+    handler, inject, attempts = faulty
+    before = raw_item(dynamodb, USER)
+    inject(operation, FAULTS[fault])
+    reply = handler.predict(USER, [ROW])
+    assert reply.status == 503, reply.body
+    assert reply.body["error"]["code"] == "store_unavailable"
+    assert reply.headers["retry-after"] == "1"
+    assert attempts == [operation] * ATTEMPTS
+    assert raw_item(dynamodb, USER) == before
+
+
+@pytest.mark.parametrize(("method", "operation"), [("GET", "GetItem"), ("DELETE", "DeleteItem")])
+def test_state_routes_during_a_fault_are_503(faulty, dynamodb, method, operation):
+    handler, inject, attempts = faulty
+    before = raw_item(dynamodb, USER)
+    inject(operation, FAULTS["service unavailable"])
+    reply = handler.request(method, f"/users/{USER}/state")
+    assert reply.status == 503 and reply.body["error"]["code"] == "store_unavailable"
+    assert len(attempts) == ATTEMPTS and raw_item(dynamodb, USER) == before
+
+
+def test_a_passing_fault_is_retried_away(faulty):
+    handler, inject, attempts = faulty
+    once = []
+
+    def first_attempt_throttled(request, **kwargs):
+        if not once:
+            once.append(1)
+            return FAULTS["throttled"](request, **kwargs)
+        return None
+
+    inject("GetItem", first_attempt_throttled)
+    reply = handler.predict(USER, [ROW])
+    assert reply.status == 200 and reply.body["steps"] == 2
+    assert attempts == ["GetItem", "GetItem"]
+
+
+def test_client_timeouts_and_attempts_are_explicit():
+    config = dynamodb_client(connect_timeout=0.7, read_timeout=1.5, max_attempts=4).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (0.7, 1.5)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
