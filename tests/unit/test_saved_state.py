@@ -75,3 +75,67 @@ def test_store_reads_are_strongly_consistent(dynamodb):
     dynamodb.meta.events.register("provide-client-params.dynamodb.GetItem", lambda params, **_: calls.append(params))
     StateStore(dynamodb, TABLE, "seed_lstm", StoreSettings(ttl=timedelta(days=1))).load("nobody")
     assert calls and all(call["ConsistentRead"] is True for call in calls)
+
+
+def test_unknown_attributes_are_ignored(make_client, dynamodb):
+    client = make_client()
+    client.predict("u5", [ROW])
+    overwrite(dynamodb, "u5", legacy_field={"S": "from an older release"}, extra={"N": "7"})
+    reply = client.predict("u5", [ROW])
+    assert reply.body["state"] == "continued" and reply.body["steps"] == 2
+
+
+MALFORMED = {
+    "state as a string": {"state": {"S": "not bytes"}},
+    "state as float64": {"state": {"B": np.zeros(640, np.float64).tobytes()}},
+    "steps not a number": {"steps": {"S": "many"}},
+    "updated_at garbled": {"updated_at": {"S": "yesterday"}},
+    "receipts garbled": {"receipts": {"M": {"k": {"M": {"h": {"S": "x"}, "r": {"B": b"not zlib"}, "t": {"N": "1"}}}}}},
+}
+
+
+@pytest.mark.parametrize("damage", MALFORMED, ids=list(MALFORMED))
+def test_malformed_item_resets_by_default(make_client, dynamodb, damage):
+    client = make_client()
+    first = client.predict("u6", [ROW])
+    overwrite(dynamodb, "u6", **MALFORMED[damage])
+    reply = client.predict("u6", [ROW])
+    assert reply.status == 200 and reply.body["state"] == "reset" and reply.body["steps"] == 1
+    assert reply.body["outputs"] == first.body["outputs"]
+    assert client.predict("u6", [ROW]).body["state"] == "continued"
+
+
+def test_item_missing_its_revision_is_still_replaced_only_conditionally(make_client, dynamodb):
+    client = make_client()
+    client.predict("u7", [ROW])
+    dynamodb.update_item(
+        TableName=TABLE, Key={"user_id": {"S": "u7"}, "model": {"S": "seed_lstm"}}, UpdateExpression="REMOVE revision, write_id"
+    )
+    reply = client.predict("u7", [ROW])
+    assert reply.status == 200 and reply.body["state"] == "reset"
+    assert raw_item(dynamodb, "u7")["revision"]["N"] == "1"
+
+
+@pytest.mark.parametrize("damage", ["another version", "malformed"])
+def test_reject_policy_refuses_incompatible_state_unless_reset(make_client, dynamodb, damage):
+    client = make_client(STATE_ON_INCOMPATIBLE="reject")
+    client.predict("u8", [ROW])
+    if damage == "another version":
+        overwrite(dynamodb, "u8", model_version={"S": "0123456789abcdef"})
+    else:
+        overwrite(dynamodb, "u8", state={"S": "garbage"})
+    before = raw_item(dynamodb, "u8")
+    refused = client.predict("u8", [ROW])
+    assert refused.status == 409 and refused.body["error"]["code"] == "state_incompatible"
+    assert '"reset": true' in refused.body["error"]["message"]
+    assert raw_item(dynamodb, "u8") == before
+    reply = client.predict("u8", [ROW], reset=True)
+    assert reply.status == 200 and reply.body["state"] == "reset" and reply.body["steps"] == 1
+
+
+def test_state_of_malformed_item_is_409(make_client, dynamodb):
+    client = make_client()
+    client.predict("u9", [ROW])
+    overwrite(dynamodb, "u9", steps={"S": "many"})
+    reply = client.state("u9")
+    assert reply.status == 409 and reply.body["error"]["code"] == "state_incompatible"
