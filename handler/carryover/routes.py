@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from carryover.config import Settings
-from carryover.errors import ApiError, Forbidden, NotFound
+from carryover.errors import ApiError, Forbidden, InvalidJson, NotFound
 from carryover.observability import logger, metrics, tracer
 from carryover.schemas import ModelResponse, PredictRequest, parse_idempotency_key, parse_user_id
 from carryover.service import PredictionService
@@ -44,7 +44,10 @@ def create_lambda_handler(service: PredictionService, settings: Settings) -> Lam
     def predict(user_id: str) -> Response:
         user = caller(user_id)
         key = parse_idempotency_key(app.current_event.headers.get("idempotency-key"))
-        body = app.current_event.decoded_body
+        try:
+            body = app.current_event.decoded_body
+        except ValueError:  # base64 that does not decode, or bytes that are not UTF-8
+            raise InvalidJson("request body: expected UTF-8 JSON (base64-encoded when isBase64Encoded)") from None
         request = PredictRequest.parse(body, service.manifest, settings.max_timesteps, settings.max_body_bytes)
         deadline = time.monotonic() + app.lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_S
         prediction = service.predict(user, request, key, deadline)
