@@ -1,0 +1,112 @@
+"""The deployment is locked down: checked on the CloudFormation template SAM translates ours into."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from samcli.yamlhelper import yaml_parse
+from samtranslator.translator.transform import transform
+
+from infra.table import TEMPLATE
+
+ROUTES = ("PredictRoute", "GetStateRoute", "DeleteStateRoute", "GetModelRoute")
+TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def translated(monkeypatch_module) -> dict[str, Any]:
+    template = yaml_parse(TEMPLATE.read_text())
+    for name, resource in template["Resources"].items():  # as `sam package` would after uploading the code
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = f"s3://artifacts/{name}.zip"
+    return transform(template, {}, _NoManagedPolicies())
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        yield patch
+
+
+def resolve(value: Any, conditions: dict[str, bool]) -> Any:
+    """Evaluates Fn::If for the given condition values; AWS::NoValue becomes None."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        name, when_true, when_false = value["Fn::If"]
+        return resolve(when_true if conditions[name] else when_false, conditions)
+    if value == {"Ref": "AWS::NoValue"}:
+        return None
+    return value
+
+
+def auth_conditions(mode: str) -> dict[str, bool]:
+    return {"UseIam": mode == "IAM", "UseJwt": mode == "JWT", "UseSnapStart": False}
+
+
+def test_auth_mode_defaults_to_iam(translated):
+    assert translated["Parameters"]["AuthMode"]["Default"] == "IAM"
+    assert translated["Parameters"]["AuthMode"]["AllowedValues"] == ["IAM", "JWT", "NONE"]
+
+
+@pytest.mark.parametrize(("mode", "authorization", "authorizer"), [
+    ("IAM", "AWS_IAM", None), ("JWT", "JWT", {"Ref": "JwtAuthorizer"}), ("NONE", "NONE", None),
+])
+def test_every_route_is_authorized_as_the_auth_mode_says(translated, mode, authorization, authorizer):
+    resources = translated["Resources"]
+    for route in ROUTES:
+        properties = resources[route]["Properties"]
+        assert resolve(properties["AuthorizationType"], auth_conditions(mode)) == authorization, route
+        assert resolve(properties["AuthorizerId"], auth_conditions(mode)) == authorizer, route
+    assert {resources[r]["Properties"]["RouteKey"] for r in ROUTES} == {
+        "POST /users/{user_id}/predict", "GET /users/{user_id}/state", "DELETE /users/{user_id}/state", "GET /model",
+    }
+
+
+def test_jwt_authorizer_checks_issuer_and_audience_and_the_handler_checks_the_subject(translated):
+    authorizer = translated["Resources"]["JwtAuthorizer"]
+    assert authorizer["Condition"] == "UseJwt"
+    assert authorizer["Properties"]["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"}, "Audience": [{"Ref": "JwtAudience"}]}
+    assert "JwtNeedsIssuerAndAudience" in translated["Rules"]
+    env = translated["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["AUTH_MODE"] == {"Ref": "AuthMode"}
+
+
+def test_function_role_reaches_only_its_own_table(translated):
+    role = translated["Resources"]["PredictFunctionRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    assert statements
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert set(actions) <= TABLE_ACTIONS, actions
+        assert statement["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+    assert sorted(arn.rsplit("/", 1)[1] for arn in role["ManagedPolicyArns"]) == [
+        "AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess",
+    ]
+
+
+def test_table_is_encrypted_recoverable_expiring_and_retained(translated):
+    table = translated["Resources"]["StateTable"]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    properties = table["Properties"]
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["TimeToLiveSpecification"]["Enabled"] is True
+
+
+def test_stage_is_throttled_by_parameters(translated):
+    settings = translated["Resources"]["ApiStage"]["Properties"]["DefaultRouteSettings"]
+    assert settings == {"ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}, "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"}}
+
+
+def test_only_the_api_may_invoke_the_function(translated):
+    permission = translated["Resources"]["ApiInvokesFunction"]["Properties"]
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert "${HttpApi}" in permission["SourceArn"]["Fn::Sub"]
+    assert translated["Resources"]["FunctionIntegration"]["Properties"]["IntegrationUri"] == {"Ref": "PredictFunctionAliaslive"}

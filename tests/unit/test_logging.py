@@ -1,0 +1,37 @@
+"""Logs carry what operators need and never a user's input features or state, unless DEBUG is on."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+
+from carryover.observability import logger
+from tests.unit.conftest import raw_item
+
+MARKER = 0.7071067690849304  # exactly representable in float32; appears in a log only if inputs are logged
+
+
+@pytest.fixture
+def logs():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield stream
+    logger.removeHandler(handler)
+
+
+def test_info_logs_hold_no_features_or_state(make_client, dynamodb, served, logs):
+    client = make_client()
+    client.predict("grace", [[MARKER] * 8])
+    client.predict("grace", [[MARKER] * 7])  # refused: its message names the row, not the values
+    client.request("POST", "/users/grace/predict", '{"inputs": [[0.7071067690849304, "x"]]}')
+    text = logs.getvalue()
+    assert "request refused" in text and "invalid_request" in text
+    assert "0.70710" not in text
+    state = served["seed"].manifest.unpack_state(bytes(raw_item(dynamodb, "grace")["state"]["B"]))
+    for value in np.concatenate(state)[:50]:
+        assert repr(float(value))[:9] not in text
