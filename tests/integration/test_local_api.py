@@ -13,14 +13,14 @@ from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LocalStack, start_stack
 from layers.model.reference import reference_outputs
 from tests import scenarios
-from tests.clients import HttpClient
+from tests.clients import HttpClient, Reply
 from tests.conftest import ENGINES, Served
 
 
 @pytest.fixture(scope="module")
 def stacks(served: dict[str, Served]) -> Iterator[dict[tuple[str, str], LocalStack]]:
     running = {
-        (key, engine): start_stack(served[key].path, port=0, instances=8, verbose=False, engine=engine)
+        (key, engine): start_stack(served[key].path, port=0, instances=16, verbose=False, engine=engine)
         for key in ("seed", "stacked")
         for engine in ENGINES
     }
@@ -57,19 +57,26 @@ def test_bad_request_over_http_is_400_json(stacks):
     assert reply.body["error"]["code"] == "invalid_request" and "8 features" in reply.body["error"]["message"]
 
 
-def test_concurrent_requests_for_one_user_lose_no_update(stacks, served, engine):
-    """8 threads x 6 requests on one user: every success is applied once, in the order its `steps` says."""
-    client, user = HttpClient(stacks["seed", engine].api.url), scenarios.new_user()
-    rng = np.random.default_rng(23)
-    work = [[scenarios.sequence(served["seed"], rng, int(rng.integers(1, 4))) for _ in range(6)] for _ in range(8)]
-    replies: list[tuple[np.ndarray, object]] = []
+@pytest.mark.parametrize("users", [1, 8])
+def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, users):
+    """16 threads x 25 requests over `users` users: per user, the successes report distinct `steps`, and
+    replaying them one by one in that order through the original Keras model gives every answer and the
+    final saved state."""
+    stack, seed = stacks["seed", engine], served["seed"]
+    client, names = HttpClient(stack.api.url), [scenarios.new_user() for _ in range(users)]
+    rng = np.random.default_rng(23 + users)
+    work = [
+        [(names[(thread + i) % users], scenarios.sequence(seed, rng, int(rng.integers(1, 4)))) for i in range(25)]
+        for thread in range(16)
+    ]
+    replies: list[tuple[str, np.ndarray, Reply]] = []
     lock = threading.Lock()
 
-    def send(batch: list[np.ndarray]) -> None:
-        for inputs in batch:
+    def send(batch: list[tuple[str, np.ndarray]]) -> None:
+        for user, inputs in batch:
             reply = client.predict(user, inputs)
             with lock:
-                replies.append((inputs, reply))
+                replies.append((user, inputs, reply))
 
     threads = [threading.Thread(target=send, args=(batch,)) for batch in work]
     for thread in threads:
@@ -77,16 +84,21 @@ def test_concurrent_requests_for_one_user_lose_no_update(stacks, served, engine)
     for thread in threads:
         thread.join()
 
-    assert {reply.status for _, reply in replies} <= {200, 409}
-    done = sorted((r.body["steps"], inputs, r) for inputs, r in replies if r.status == 200)
-    assert len(done) >= len(replies) // 2
-    assert len({steps for steps, _, _ in done}) == len(done), "two requests reported the same steps"
-    whole = np.concatenate([inputs for _, inputs, _ in done])
-    assert client.state(user).body["steps"] == len(whole) == done[-1][0]
-    full = reference_outputs(served["seed"].keras_model, served["seed"].graph, whole)
-    for steps, inputs, reply in done:
-        expected = scenarios.expected_chunk(served["seed"], whole, full, steps - len(inputs), steps)
-        scenarios.assert_matches(reply.body["outputs"], expected)
+    assert {reply.status for _, _, reply in replies} <= {200, 409}
+    store = boto3.client("dynamodb", endpoint_url=str(stack.settings.dynamodb_endpoint))
+    for user in names:
+        done = sorted((r.body["steps"], i, inputs, r) for i, (u, inputs, r) in enumerate(replies) if u == user and r.status == 200)
+        assert done, f"no request for {user} succeeded"
+        assert len({steps for steps, *_ in done}) == len(done), "two requests reported the same steps"
+        whole = np.concatenate([inputs for _, _, inputs, _ in done])
+        assert client.state(user).body["steps"] == len(whole) == done[-1][0]
+        full = reference_outputs(seed.keras_model, seed.graph, whole)  # leaves Keras' own final state in the layer
+        for steps, _, inputs, reply in done:
+            scenarios.assert_matches(reply.body["outputs"], scenarios.expected_chunk(seed, whole, full, steps - len(inputs), steps))
+        item = store.get_item(TableName=stack.settings.table_name, Key={"user_id": {"S": user}, "model": {"S": "seed_lstm"}})
+        saved = seed.manifest.unpack_state(bytes(item["Item"]["state"]["B"]))
+        keras_state = [np.asarray(v)[0] for v in seed.keras_model.get_layer("lstm").states]
+        assert max(float(np.max(np.abs(a - b))) for a, b in zip(saved, keras_state)) <= 1e-5
 
 
 def test_given_dynamodb_endpoint_gets_the_table_and_the_state(served):
