@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -71,13 +72,13 @@ class PredictRequest(BaseModel):
         except ValidationError as error:
             raise _request_error(error.errors()[0]) from None
 
+    @cached_property
     def array(self) -> np.ndarray:
         return np.asarray(self.inputs, dtype=np.float32)
 
     def fingerprint(self) -> str:
         """Equal for requests that mean the same, however their JSON was written."""
-        inputs = self.array()
-        digest = hashlib.sha256(f"{inputs.shape}|{self.reset}|".encode() + inputs.tobytes())
+        digest = hashlib.sha256(f"{self.array.shape}|{self.reset}|".encode() + self.array.tobytes())
         return digest.hexdigest()
 
 

@@ -84,7 +84,7 @@ class PredictionService:
         self, user_id: str, request: PredictRequest, idempotency_key: str | None = None, deadline: float = float("inf")
     ) -> Prediction:
         """Applies the request on top of the user's state, once. `deadline` (time.monotonic) ends retrying."""
-        inputs, fingerprint = request.array(), request.fingerprint()
+        inputs, fingerprint = request.array, request.fingerprint()
         attempted: dict[str, str] = {}  # write id -> response body, for writes whose outcome is not known
         for attempt in range(self._retries + 1):
             stored = self._store.load(user_id)
