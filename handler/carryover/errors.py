@@ -51,6 +51,20 @@ class IdempotencyKeyReused(ApiError):
     code = "idempotency_key_reused"
 
 
+class AlreadyApplied(ApiError):
+    """A repeat of a keyed request that was applied, whose response is no longer kept."""
+
+    status = 409
+    code = "already_applied"
+
+
+class OutcomeUnknown(ApiError):
+    """A write's answer was lost and too many writes followed it to tell whether it landed."""
+
+    status = 409
+    code = "outcome_unknown"
+
+
 class StateIncompatible(ApiError):
     status = 409
     code = "state_incompatible"
@@ -65,6 +79,7 @@ class StoreUnavailable(ApiError):
     status = 503
     code = "store_unavailable"
     retry_after_s = 1
+    MESSAGE = "the state store is unavailable; retry shortly, with the same Idempotency-Key to apply the request once"
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}

@@ -77,6 +77,24 @@ class Manifest(_Spec):
         bounds = np.cumsum(self.state_shapes)[:-1]
         return [part.copy() for part in np.split(flat, bounds)]
 
+    def output_values(self, rows: int) -> int:
+        """How many values a response to `rows` timesteps holds."""
+        return sum(spec.units * (rows if spec.per_timestep else 1) for spec in self.outputs)
+
+    def pack_outputs(self, outputs: dict[str, np.ndarray]) -> bytes:
+        return b"".join(np.asarray(outputs[spec.name], dtype=STATE_DTYPE).tobytes() for spec in self.outputs)
+
+    def unpack_outputs(self, blob: bytes, rows: int) -> dict[str, np.ndarray] | None:
+        """The outputs packed by `pack_outputs` for `rows` timesteps, or None when `blob` does not fit."""
+        if len(blob) != self.output_values(rows) * STATE_DTYPE.itemsize:
+            return None
+        flat, found, start = np.frombuffer(blob, dtype=STATE_DTYPE).astype(np.float32), {}, 0
+        for spec in self.outputs:
+            count = rows if spec.per_timestep else 1
+            found[spec.name] = flat[start : start + count * spec.units].reshape(count, spec.units)
+            start += count * spec.units
+        return found
+
     def write(self, bundle: Path) -> None:
         (bundle / MANIFEST_FILE).write_text(self.model_dump_json(indent=2) + "\n")
 

@@ -8,14 +8,16 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from carryover.config import Settings
-from carryover.errors import ApiError, Forbidden, InvalidJson, NotFound
+from carryover.errors import ApiError, Forbidden, InvalidJson, NotFound, StoreUnavailable
 from carryover.observability import logger, metrics, tracer
 from carryover.schemas import ModelResponse, PredictRequest, parse_idempotency_key, parse_user_id
 from carryover.service import PredictionService
+from carryover.state_store import Unavailable
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 DEADLINE_MARGIN_S = 1.0  # left of the Lambda's time when retries stop, to answer in time
@@ -75,6 +77,11 @@ def create_lambda_handler(service: PredictionService, settings: Settings) -> Lam
     def api_error(error: ApiError) -> Response:
         logger.info("request refused", extra={"status": error.status, "code": error.code})
         return _json(error.status, error.body(), error.headers() or None)
+
+    @app.exception_handler(Unavailable)
+    def store_unavailable(_: Unavailable) -> Response:
+        metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
+        return api_error(StoreUnavailable(StoreUnavailable.MESSAGE))
 
     @app.exception_handler(Exception)
     def unexpected(_: Exception) -> Response:

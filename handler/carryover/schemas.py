@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime
 from functools import cached_property
@@ -76,10 +75,9 @@ class PredictRequest(BaseModel):
     def array(self) -> np.ndarray:
         return np.asarray(self.inputs, dtype=np.float32)
 
-    def fingerprint(self) -> str:
-        """Equal for requests that mean the same, however their JSON was written."""
-        digest = hashlib.sha256(f"{self.array.shape}|{self.reset}|".encode() + self.array.tobytes())
-        return digest.hexdigest()
+    def canonical(self) -> bytes:
+        """Equal for requests that mean the same, however their JSON was written (-0.0 is 0.0)."""
+        return f"{self.array.shape}|{self.reset}|".encode() + (self.array + np.float32(0)).tobytes()
 
 
 def _request_error(error: Any) -> InvalidRequest:

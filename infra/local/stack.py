@@ -6,10 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from carryover.composition import build_client, build_service
 from carryover.config import Settings
 from carryover.routes import create_lambda_handler
-from carryover.service import create_service
-from carryover.state_store import dynamodb_client
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.server import LocalApi
 from infra.table import ensure_table
@@ -45,11 +44,12 @@ def start_stack(
         for name, value in LOCAL_CREDENTIALS.items():
             os.environ.setdefault(name, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"])
-    endpoint = dynamodb_endpoint or embedded.endpoint
+    endpoint = dynamodb_endpoint or (embedded.endpoint if embedded else "")
     given = {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": endpoint, "ENGINE": engine or ""}
     settings = Settings.from_env(os.environ | {key: value for key, value in given.items() if value})
-    ensure_table(dynamodb_client(endpoint), table)
-    service = create_service(settings)
+    client = build_client(settings)
+    ensure_table(client, table)
+    service = build_service(settings, client=client)
     handlers = [create_lambda_handler(service, settings) for _ in range(instances)]
     api = LocalApi(handlers, port=port, verbose=verbose)
     api.start_background()

@@ -12,7 +12,7 @@ import pytest
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LocalStack, start_stack
 from layers.model.reference import reference_outputs
-from tests import scenarios
+from tests import items, scenarios
 from tests.clients import HttpClient, Reply
 from tests.conftest import ENGINES, Served
 
@@ -95,8 +95,8 @@ def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, u
         full = reference_outputs(seed.keras_model, seed.graph, whole)  # leaves Keras' own final state in the layer
         for steps, _, inputs, reply in done:
             scenarios.assert_matches(reply.body["outputs"], scenarios.expected_chunk(seed, whole, full, steps - len(inputs), steps))
-        item = store.get_item(TableName=stack.settings.table_name, Key={"user_id": {"S": user}, "model": {"S": "seed_lstm"}})
-        saved = seed.manifest.unpack_state(bytes(item["Item"]["state"]["B"]))
+        item = items.raw_item(store, stack.settings.table_name, user)
+        saved = seed.manifest.unpack_state(bytes(item["state"]["B"]))
         keras_state = [np.asarray(v)[0] for v in seed.keras_model.get_layer("lstm").states]
         assert max(float(np.max(np.abs(a - b))) for a, b in zip(saved, keras_state)) <= 1e-5
 

@@ -9,10 +9,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from carryover.composition import build_handler
 from carryover.config import Settings
-from carryover.routes import create_lambda_handler
-from carryover.service import create_service
 from infra.table import ensure_table
+from tests import items
 from tests.clients import HandlerClient
 from tests.conftest import Served
 
@@ -30,16 +30,22 @@ def dynamodb() -> Iterator[Any]:
 
 @pytest.fixture
 def make_client(dynamodb: Any, served: dict[str, Served]) -> Callable[..., HandlerClient]:
-    def make(model: str = "seed", engine: str = "litert", client: Any = dynamodb, **environ: str) -> HandlerClient:
+    def make(
+        model: str = "seed", engine: str = "litert", client: Any = dynamodb, clock: Any = None, **environ: str
+    ) -> HandlerClient:
         """A handler as a cold start would build it; `environ` adds configuration (MAX_TIMESTEPS=50 unless given)."""
+        clock = {"clock": clock} if clock else {}
         settings = Settings.from_env(
             {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served[model].path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)} | environ
         )
-        service = create_service(settings, served[model].bundles[engine], client)
-        return HandlerClient(create_lambda_handler(service, settings))
+        return HandlerClient(build_handler(settings, served[model].bundles[engine], client, **clock))
 
     return make
 
 
-def raw_item(dynamodb: Any, user: str, model: str = "seed_lstm") -> dict[str, Any] | None:
-    return dynamodb.get_item(TableName=TABLE, Key={"user_id": {"S": user}, "model": {"S": model}}).get("Item")
+def raw_item(dynamodb: Any, user: str, model: str = items.MODEL) -> dict[str, Any] | None:
+    return items.raw_item(dynamodb, TABLE, user, model)
+
+
+def overwrite(dynamodb: Any, user: str, **attributes: Any) -> None:
+    items.overwrite(dynamodb, TABLE, user, **attributes)

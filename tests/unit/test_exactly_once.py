@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
+from carryover.state_item import digest, parse, write_units
 from carryover.state_store import StateStore
 from layers.model.reference import reference_outputs
 from tests.scenarios import assert_matches
+from infra.local.server import LocalContext
 from tests.unit.conftest import raw_item
 
 USER = "dora"
 
 
-def predict(client, inputs, key: str | None = None, raw_body: str | None = None):
-    event = client.event("POST", f"/users/{USER}/predict", raw_body or json.dumps({"inputs": inputs}))
+def predict(client, inputs, key: str | None = None, raw_body: str | None = None, user: str = USER):
+    event = client.event("POST", f"/users/{user}/predict", raw_body or json.dumps({"inputs": inputs}))
     if key is not None:
         event["headers"]["idempotency-key"] = key
     return client.invoke(event)
@@ -27,6 +29,20 @@ def predict(client, inputs, key: str | None = None, raw_body: str | None = None)
 
 def rows(count: int, seed: int = 0) -> list[list[float]]:
     return np.random.default_rng(seed).normal(size=(count, 8)).astype(np.float32).tolist()
+
+
+def remembered_keys(dynamodb, user: str = USER) -> list[bytes]:
+    return [record.key for record in parse(raw_item(dynamodb, user)).keys]
+
+
+class Clock:
+    """A clock the test moves; the service and the store read the same one."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def test_repeat_with_same_key_returns_identical_response_and_applies_once(make_client, dynamodb):
@@ -37,8 +53,16 @@ def test_repeat_with_same_key_returns_identical_response_and_applies_once(make_c
     again = predict(client, rows(3), key="order-1")
     assert again.status == 200 and again.headers["idempotent-replayed"] == "true"
     assert again.body == first.body
-    assert raw_item(dynamodb, USER)["write_id"] == item["write_id"]  # nothing written
+    assert raw_item(dynamodb, USER) == item  # nothing written
     assert client.state(USER).body["steps"] == 3
+
+
+def test_replay_is_the_same_bytes(make_client):
+    client = make_client()
+    event = client.event("POST", f"/users/{USER}/predict", json.dumps({"inputs": rows(4, seed=8)}))
+    event["headers"]["idempotency-key"] = "bytes"
+    first, again = (client.handler(json.loads(json.dumps(event)), LocalContext(name)) for name in ("a", "b"))
+    assert again["body"] == first["body"]
 
 
 def test_same_request_written_differently_is_the_same_request(make_client):
@@ -46,6 +70,13 @@ def test_same_request_written_differently_is_the_same_request(make_client):
     first = predict(client, [[1, 2, 3, 4, 5, 6, 7, 8]], key="k")
     again = predict(client, None, key="k", raw_body='{ "inputs" : [[1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0]] , "reset": false }')
     assert again.status == 200 and again.body == first.body
+
+
+def test_negative_zero_is_zero(make_client):
+    client = make_client()
+    first = predict(client, None, key="z", raw_body='{"inputs": [[0.0, 1, 2, 3, 4, 5, 6, 7]]}')
+    again = predict(client, None, key="z", raw_body='{"inputs": [[-0.0, 1, 2, 3, 4, 5, 6, 7]]}')
+    assert again.status == 200 and again.headers["idempotent-replayed"] == "true" and again.body == first.body
 
 
 def test_same_key_with_another_body_is_409_and_changes_nothing(make_client, dynamodb):
@@ -60,9 +91,7 @@ def test_same_key_with_another_body_is_409_and_changes_nothing(make_client, dyna
 def test_keys_are_per_user(make_client):
     client = make_client()
     assert predict(client, rows(1), key="shared").status == 200
-    event = client.event("POST", "/users/eve/predict", json.dumps({"inputs": rows(1, seed=5)}))
-    event["headers"]["idempotency-key"] = "shared"
-    assert client.invoke(event).status == 200  # the same key for another user is another request
+    assert predict(client, rows(1, seed=5), key="shared", user="eve").status == 200
 
 
 def test_crash_after_state_write_before_response_then_retry_applies_once(make_client, dynamodb, served, monkeypatch):
@@ -89,29 +118,57 @@ def test_crash_after_state_write_before_response_then_retry_applies_once(make_cl
     assert predict(client, inputs, key="crash-1").body == retried.body
 
 
-def test_forgotten_key_is_a_new_request(make_client, dynamodb):
-    """Receipts are kept IDEMPOTENCY_TTL_HOURS (24 by default); an older one no longer matches."""
-    client = make_client()
+def test_key_older_than_the_window_is_a_new_request(make_client, dynamodb):
+    """Keys are remembered IDEMPOTENCY_TTL_HOURS (24 by default); after that the same key is a new request."""
+    clock = Clock()
+    client = make_client(clock=clock)
     predict(client, rows(1), key="old")
-    long_ago = str(int((datetime.now(UTC) - timedelta(hours=25)).timestamp()))
-    dynamodb.update_item(
-        TableName="carryover-test",
-        Key={"user_id": {"S": USER}, "model": {"S": "seed_lstm"}},
-        UpdateExpression="SET receipts.#k.t = :t",
-        ExpressionAttributeNames={"#k": "old"},
-        ExpressionAttributeValues={":t": {"N": long_ago}},
-    )
+    clock.now += timedelta(hours=23, minutes=59)
+    assert predict(client, rows(1), key="old").headers["idempotent-replayed"] == "true"
+    clock.now += timedelta(minutes=2)
     reply = predict(client, rows(1), key="old")
     assert reply.status == 200 and "idempotent-replayed" not in reply.headers and reply.body["steps"] == 2
-    assert set(raw_item(dynamodb, USER)["receipts"]["M"]) == {"old"}  # the stale receipt was dropped, the new one kept
+    assert remembered_keys(dynamodb) == [digest("old")]  # the stale record dropped, the new one kept
+
+
+def test_window_of_keys_holds_whatever_the_response_size(make_client, dynamodb):
+    """The newest IDEMPOTENCY_KEYS keys (32) are never forgotten, however large the responses: a repeat of any
+    of them is recognised and applies nothing; the newest is replayed; the 33rd newest counts as new."""
+    client = make_client(MAX_TIMESTEPS="1000")
+    big = rows(1000, seed=4)
+    for index in range(40):
+        assert predict(client, big, key=f"k{index}").status == 200
+    item = raw_item(dynamodb, USER)
+    assert remembered_keys(dynamodb) == [digest(f"k{index}") for index in range(39, 7, -1)]
+    newest = predict(client, big, key="k39")
+    assert newest.status == 200 and newest.headers["idempotent-replayed"] == "true" and newest.body["steps"] == 40_000
+    for index in (8, 20, 38):
+        repeat = predict(client, big, key=f"k{index}")
+        assert repeat.status == 409 and repeat.body["error"]["code"] == "already_applied"
+        assert f"k{index}" in repeat.body["error"]["message"]
+    assert raw_item(dynamodb, USER) == item
+    assert predict(client, big, key="k7").body["steps"] == 41_000  # beyond the window: a new request
 
 
 def test_only_the_newest_keys_are_kept(make_client, dynamodb):
     client = make_client(IDEMPOTENCY_KEYS="3")
     for index in range(5):
         predict(client, rows(1, seed=index), key=f"k{index}")
-    assert set(raw_item(dynamodb, USER)["receipts"]["M"]) == {"k2", "k3", "k4"}
+    assert remembered_keys(dynamodb) == [digest("k4"), digest("k3"), digest("k2")]
     assert predict(client, rows(1, seed=4), key="k4").headers["idempotent-replayed"] == "true"
+
+
+def test_keyed_response_too_large_to_record_is_refused_up_front(make_client, dynamodb):
+    """At the largest allowed settings a keyed request whose response cannot be recorded is a 400 saying
+    why, before anything runs; without a key the same request is applied."""
+    client = make_client(MAX_TIMESTEPS="60000", MAX_BODY_BYTES=str(10 * 1024 * 1024))
+    many = [[0.25] * 8] * 45_000
+    refused = predict(client, many, key="huge")
+    assert refused.status == 400 and refused.body["error"]["code"] == "invalid_request"
+    assert "at most 16384 timesteps" in refused.body["error"]["message"] and "Idempotency-Key" in refused.body["error"]["message"]
+    assert raw_item(dynamodb, USER) is None
+    assert predict(client, many[:16_384], key="largest").status == 200
+    assert predict(client, many).body["steps"] == 16_384 + 45_000
 
 
 @pytest.mark.parametrize("key", ["", "x" * 129, "tab\there", "é"])
@@ -119,6 +176,20 @@ def test_bad_idempotency_key_is_400(make_client, dynamodb, key):
     reply = predict(make_client(), rows(1), key=key)
     assert reply.status == 400 and "Idempotency-Key" in reply.body["error"]["message"]
     assert raw_item(dynamodb, USER) is None
+
+
+def test_retry_after_delete_is_recognised_not_applied(make_client, dynamodb):
+    """DELETE erases the state and the recorded response but keeps the keys for their window."""
+    client = make_client()
+    predict(client, rows(2), key="before-delete")
+    assert client.delete(USER).status == 204
+    item = raw_item(dynamodb, USER)
+    assert "state" not in item and "reply" not in item and client.state(USER).status == 404
+    again = predict(client, rows(2), key="before-delete")
+    assert again.status == 409 and again.body["error"]["code"] == "already_applied"
+    assert raw_item(dynamodb, USER) == item
+    fresh = predict(client, rows(2), key="after-delete")
+    assert fresh.status == 200 and fresh.body["state"] == "new" and fresh.body["steps"] == 2
 
 
 def wire_to_params(value):
@@ -130,30 +201,106 @@ def wire_to_params(value):
     return value
 
 
-def test_write_of_unknown_outcome_is_not_applied_twice(make_client, dynamodb):
-    """The PutItem reaches DynamoDB, the answer is lost (read timeout), botocore retries it: the retry's
-    condition fails on our own write, and the service recognises that write instead of applying it again."""
-    client = make_client()
-    assert predict(client, rows(2)).status == 200
-    lost = []
+class LostAnswer:
+    """A transport fault on PutItem: the write reaches DynamoDB, its answer is lost (read timeout), and
+    `meanwhile` runs before botocore retries it."""
 
-    def deliver_then_time_out(request, **_):
-        if lost:
+    def __init__(self, dynamodb, meanwhile=lambda: None, times: int = 1) -> None:
+        self.dynamodb, self.meanwhile, self.times, self.lost = dynamodb, meanwhile, times, 0
+
+    def __call__(self, request, **_):
+        if self.lost >= self.times:
             return None
-        lost.append(request)
-        dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", deliver_then_time_out)
-        try:
-            dynamodb.put_item(**wire_to_params(json.loads(request.body)))  # the write lands ...
-        finally:
-            dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", deliver_then_time_out)
+        self.lost += 1
+        with self.detached():
+            self.dynamodb.put_item(**wire_to_params(json.loads(request.body)))  # the write lands ...
+            self.meanwhile()
         raise ReadTimeoutError(endpoint_url=request.url)  # ... and its answer never comes
 
-    dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", deliver_then_time_out)
-    try:
+    def detached(self):
+        hook = self
+
+        class _Detached:
+            def __enter__(self):
+                hook.dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", hook)
+
+            def __exit__(self, *_):
+                hook.dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", hook)
+
+        return _Detached()
+
+    def __enter__(self):
+        self.dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", self)
+        return self
+
+    def __exit__(self, *_):
+        self.dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", self)
+
+
+def test_write_of_unknown_outcome_is_not_applied_twice(make_client, dynamodb):
+    """The PutItem lands, its answer is lost, botocore retries it: the retry's condition fails on our own
+    write, and the service recognises that write instead of applying it again."""
+    client = make_client()
+    assert predict(client, rows(2)).status == 200
+    with LostAnswer(dynamodb) as fault:
         reply = predict(client, rows(3, seed=9))
-    finally:
-        dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", deliver_then_time_out)
-    assert len(lost) == 1
+    assert fault.lost == 1
     assert reply.status == 200 and reply.body["steps"] == 5
     assert client.state(USER).body["steps"] == 5
     assert raw_item(dynamodb, USER)["revision"]["N"] == "2"
+
+
+@pytest.mark.parametrize("others", [1, 15])
+def test_lost_answer_then_other_writers_is_not_applied_twice(make_client, dynamodb, others):
+    """A's write lands and its answer is lost; B (and more) land before A is retried: A still finds its
+    own write among the recent ones and answers with it, applied once."""
+    a, b = make_client(), make_client()
+    assert predict(a, rows(1)).status == 200
+
+    def other_writers():
+        for index in range(others):
+            assert predict(b, rows(1, seed=20 + index)).status == 200
+
+    with LostAnswer(dynamodb, other_writers) as fault:
+        reply = predict(a, rows(5, seed=9))
+    assert fault.lost == 1
+    assert reply.status == 200 and reply.body["steps"] == 6
+    assert client_steps(a) == 1 + 5 + others
+    assert raw_item(dynamodb, USER)["revision"]["N"] == str(2 + others)
+
+
+def test_lost_answer_beyond_the_history_is_refused_not_applied(make_client, dynamodb):
+    """More writers landed than the write history covers: A cannot tell, so it says so and writes nothing."""
+    a, b = make_client(), make_client()
+    assert predict(a, rows(1)).status == 200
+
+    def many_writers():
+        for index in range(16):
+            predict(b, rows(1, seed=40 + index))
+
+    with LostAnswer(dynamodb, many_writers):
+        reply = predict(a, rows(5, seed=9))
+    assert reply.status == 409 and reply.body["error"]["code"] == "outcome_unknown"
+    assert client_steps(a) == 1 + 5 + 16
+
+
+def client_steps(client) -> int:
+    return client.state(USER).body["steps"]
+
+
+def test_write_cost_of_a_key_is_at_most_one_unit(make_client, dynamodb):
+    """Per request, a keyed write costs at most 1 WCU more than the same stream without keys, for responses
+    up to 1 KB, however long the user has streamed (state_item's size bound)."""
+    for count in (1, 10):
+        keyed, plain = make_client(), make_client()
+        costs = {"keyed": [], "plain": []}
+        for index in range(40):
+            inputs = rows(count, seed=index)
+            for name, client, key in (("keyed", keyed, f"c{index}"), ("plain", plain, None)):
+                user = f"{name}-{count}"
+                before = raw_item(dynamodb, user)
+                reply = predict(client, inputs, key=key, user=user)
+                assert reply.status == 200
+                costs[name].append(write_units(before, raw_item(dynamodb, user)))
+        assert len(json.dumps(reply.body)) <= 1024
+        assert all(k - p <= 1 for k, p in zip(costs["keyed"], costs["plain"])), costs

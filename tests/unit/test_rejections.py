@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.unit.conftest import MAX_TIMESTEPS, raw_item
+from tests import items
+from tests.unit.conftest import MAX_TIMESTEPS, TABLE, raw_item
 
 ROW = [0.5] * 8
 USER = "alice"
@@ -105,11 +106,12 @@ def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dyna
 
     def rival(params, **_):
         rival_writes.append(1)
+        history = bytes(raw_item(dynamodb, USER)["writes"]["B"])  # a writer like ours: its id first, then the history
         dynamodb.update_item(
-            TableName="carryover-test",
-            Key={"user_id": {"S": USER}, "model": {"S": "seed_lstm"}},
-            UpdateExpression="SET write_id = :w",
-            ExpressionAttributeValues={":w": {"S": f"rival-{len(rival_writes)}"}},
+            TableName=TABLE,
+            Key=items.key(USER),
+            UpdateExpression="SET revision = revision + :one, writes = :w",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":w": {"B": f"rival-{len(rival_writes):02d}".encode() + history[:120]}},
         )
 
     dynamodb.meta.events.register("before-call.dynamodb.PutItem", rival)
@@ -120,7 +122,7 @@ def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dyna
     assert_error(reply, 409, "state_conflict", [USER, "3 attempts"])
     assert len(rival_writes) == 3
     item = raw_item(dynamodb, USER)
-    assert item["write_id"]["S"] == "rival-3" and item["steps"]["N"] == "1"
+    assert bytes(item["writes"]["B"])[:8] == b"rival-03" and item["steps"]["N"] == "1"
 
 
 def test_unexpected_failure_is_500_without_internals(make_client, served, monkeypatch, dynamodb):

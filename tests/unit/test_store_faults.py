@@ -15,6 +15,7 @@ from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, Re
 from carryover.state_store import dynamodb_client
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.table import ensure_table
+from tests import items
 from tests.unit.conftest import TABLE, raw_item
 
 ROW = [0.5] * 8
@@ -68,7 +69,7 @@ def server():
 def dynamodb(server):
     """An unhooked client of the same server, to read what it holds."""
     client = dynamodb_client(server.endpoint)
-    client.delete_item(TableName=TABLE, Key={"user_id": {"S": USER}, "model": {"S": "seed_lstm"}})
+    client.delete_item(TableName=TABLE, Key=items.key(USER))
     return client
 
 
@@ -104,7 +105,7 @@ def test_predict_during_a_fault_is_503_and_leaves_state_as_it_was(faulty, dynamo
     assert raw_item(dynamodb, USER) == before
 
 
-@pytest.mark.parametrize(("method", "operation"), [("GET", "GetItem"), ("DELETE", "DeleteItem")])
+@pytest.mark.parametrize(("method", "operation"), [("GET", "GetItem"), ("DELETE", "GetItem"), ("DELETE", "PutItem")])
 def test_state_routes_during_a_fault_are_503(faulty, dynamodb, method, operation):
     handler, inject, attempts = faulty
     before = raw_item(dynamodb, USER)
