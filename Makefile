@@ -10,11 +10,11 @@ export PYTHONPATH := handler:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv model run test bench build lock clean
+.PHONY: help venv model run lint test bench build lock clean
 
 help:
 	@echo "make run    serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$${PORT:-3000}"
-	@echo "make test   run the whole test suite"
+	@echo "make test   lint (ruff, mypy) and run the whole test suite"
 	@echo "make model  export MODEL (default: the demo) into a verified bundle at $(BUNDLE)"
 	@echo "make bench  measure latency, compute, cold start and DynamoDB cost on the bundle"
 	@echo "make build  sam build: the Lambda zip and its layers, into .aws-sam/build"
@@ -37,7 +37,12 @@ model: venv $(MODEL)
 run: model
 	$(PY) -m infra.local $(BUNDLE)
 
-test: venv
+lint: venv
+	$(VENV)/bin/ruff check handler layers infra
+	$(VENV)/bin/ruff format --check handler layers infra
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest
 
 bench: model

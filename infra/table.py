@@ -59,12 +59,17 @@ def ensure_table(client: DynamoDBClient, name: str, template: Path = TEMPLATE) -
 def ensure_ttl(client: DynamoDBClient, name: str, ttl: dict[str, Any]) -> None:
     try:
         current = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and current.get("AttributeName") == ttl["AttributeName"]:
+        if (
+            current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+            and current.get("AttributeName") == ttl["AttributeName"]
+        ):
             return
         client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)  # type: ignore[arg-type]
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         log.warning(
             "table %s: TTL on %s could not be set (%s); expired state is ignored on read but never deleted here",
-            name, ttl["AttributeName"], code,
+            name,
+            ttl["AttributeName"],
+            code,
         )

@@ -28,14 +28,15 @@ class Reply:
 
 
 class Client:
-    def request(self, method: str, path: str, body: str | None = None) -> Reply:
+    def request(self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None) -> Reply:
         raise NotImplementedError
 
-    def predict(self, user: str, inputs: Any, reset: bool | None = None) -> Reply:
+    def predict(self, user: str, inputs: Any, reset: bool | None = None, key: str | None = None) -> Reply:
         body: dict[str, Any] = {"inputs": inputs.tolist() if hasattr(inputs, "tolist") else inputs}
         if reset is not None:
             body["reset"] = reset
-        return self.request("POST", f"/users/{user}/predict", json.dumps(body))
+        headers = {"idempotency-key": key} if key is not None else None
+        return self.request("POST", f"/users/{user}/predict", json.dumps(body), headers)
 
     def state(self, user: str) -> Reply:
         return self.request("GET", f"/users/{user}/state")
@@ -71,17 +72,19 @@ class HandlerClient(Client):
         body = json.loads(result["body"]) if result.get("body") else None
         return Reply(result["statusCode"], body, {k.lower(): v for k, v in (result.get("headers") or {}).items()})
 
-    def request(self, method: str, path: str, body: str | None = None) -> Reply:
-        return self.invoke(self.event(method, path, body))
+    def request(self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None) -> Reply:
+        event = self.event(method, path, body)
+        event["headers"] |= headers or {}
+        return self.invoke(event)
 
 
 class HttpClient(Client):
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    def request(self, method: str, path: str, body: str | None = None) -> Reply:
+    def request(self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None) -> Reply:
         data = body.encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
         request.add_header("content-type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:

@@ -35,15 +35,17 @@ def build_service(
     largest = bundle.manifest.state_bytes + REPLY_LIMIT_BYTES + ITEM_OVERHEAD_BYTES + 20 * settings.idempotency_keys
     if largest > ITEM_LIMIT_BYTES:
         raise ConfigurationError(
-            f"model {bundle.manifest.name}: its state ({bundle.manifest.state_bytes} bytes) does not fit a DynamoDB item "
-            f"with room for IDEMPOTENCY_KEYS={settings.idempotency_keys} and a recorded response"
+            f"model {bundle.manifest.name}: its state ({bundle.manifest.state_bytes} bytes) does not fit a DynamoDB "
+            f"item with room for IDEMPOTENCY_KEYS={settings.idempotency_keys} and a recorded response"
         )
     store_settings = StoreSettings(
         ttl=timedelta(days=settings.state_ttl_days),
         key_ttl=timedelta(hours=settings.idempotency_ttl_hours),
         max_keys=settings.idempotency_keys,
     )
-    store = StateStore(client or build_client(settings), settings.table_name, bundle.manifest.name, store_settings, clock)
+    store = StateStore(
+        client or build_client(settings), settings.table_name, bundle.manifest.name, store_settings, clock
+    )
     return PredictionService(
         bundle.manifest, bundle.engine, store, clock, settings.conflict_retries, settings.state_on_incompatible
     )

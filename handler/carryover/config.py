@@ -50,7 +50,5 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
-            )
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
             raise ConfigurationError(f"invalid configuration: {problems}") from None

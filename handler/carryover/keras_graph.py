@@ -17,15 +17,20 @@ from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
+import keras
 
-from carryover.errors import UnsupportedModel  # noqa: E402
-from carryover.manifest import InputSpec, OutputSpec, StateSpec  # noqa: E402
+from carryover.errors import UnsupportedModel
+from carryover.manifest import InputSpec, OutputSpec, StateKind, StateSpec
 
 RECURRENT: dict[type, tuple[str, ...]] = {
     keras.layers.LSTM: ("h", "c"),
     keras.layers.GRU: ("h",),
     keras.layers.SimpleRNN: ("h",),
+}
+RECURRENT_KINDS: dict[type, StateKind] = {
+    keras.layers.LSTM: "LSTM",
+    keras.layers.GRU: "GRU",
+    keras.layers.SimpleRNN: "SimpleRNN",
 }
 ELEMENTWISE = (keras.layers.Dense, keras.layers.Dropout, keras.layers.Activation, keras.layers.LayerNormalization)
 TensorKey = tuple[int, int, int]  # (id(operation), node_index, tensor_index)
@@ -108,7 +113,9 @@ class RecurrentGraph:
             begin = sum(len(spec.tensors) for spec in self.states)
             tensors = RECURRENT[type(layer)]
             state_range = (begin, begin + len(tensors))
-            self.states.append(StateSpec(layer=layer.name, kind=type(layer).__name__, tensors=tensors, units=layer.units))
+            self.states.append(
+                StateSpec(layer=layer.name, kind=RECURRENT_KINDS[type(layer)], tensors=tensors, units=layer.units)
+            )
             layer = _stateless_copy(layer, tuple(source.shape))
         outputs = tuple(_key(t) for t in node.output_tensors)
         self.steps.append(_Step(layer, _key(source), outputs, state_range))
@@ -159,7 +166,7 @@ class RecurrentGraph:
                 begin, end = step.state_range
                 results = recurrent(step.layer, source, list(states[begin:end]))
                 new_states[begin:end] = results[1:]
-            values.update(zip(step.outputs, results))
+            values.update(zip(step.outputs, results, strict=False))  # a layer built without return_state has fewer
         return [values[key] for _, key in self.outputs], new_states
 
 

@@ -34,9 +34,12 @@ class OutputSpec(_Spec):
     per_timestep: bool
 
 
+StateKind = Literal["LSTM", "GRU", "SimpleRNN"]
+
+
 class StateSpec(_Spec):
     layer: str
-    kind: Literal["LSTM", "GRU", "SimpleRNN"]
+    kind: StateKind
     tensors: tuple[str, ...]
     units: int = Field(gt=0)
 

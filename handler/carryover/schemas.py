@@ -46,7 +46,8 @@ class PredictRequest(BaseModel):
     @field_validator("inputs")
     @classmethod
     def _shape(cls, rows: list[list[float]], info: ValidationInfo) -> list[list[float]]:
-        features, max_timesteps = info.context["features"], info.context["max_timesteps"]
+        context = info.context or {}
+        features, max_timesteps = context["features"], context["max_timesteps"]
         if not rows:
             raise ValueError("expected at least one timestep")
         if len(rows) > max_timesteps:

@@ -105,7 +105,9 @@ class PredictionService:
             return Prediction(planned.body, replayed=False)
         raise StateConflict(f"user {user_id!r}: the state kept changing during {len(sent)} attempts; retry")
 
-    def _attempt(self, user_id: str, request: PredictRequest, request_key: str | None, stored: Stored) -> Prediction | _Write:
+    def _attempt(
+        self, user_id: str, request: PredictRequest, request_key: str | None, stored: Stored
+    ) -> Prediction | _Write:
         """One try from what was read: a replay of an earlier answer, or the write that applies the request."""
         record = None
         if request_key is not None:
@@ -125,7 +127,11 @@ class PredictionService:
             outputs=self.manifest.pack_outputs(result.outputs),
         )
         new = NewState(
-            self.manifest.version, self.manifest.pack_state(result.state), reply.steps, record, reply if record else None
+            self.manifest.version,
+            self.manifest.pack_state(result.state),
+            reply.steps,
+            record,
+            reply if record else None,
         )
         return _Write(new, self._render(user_id, reply))
 
@@ -184,12 +190,17 @@ class PredictionService:
                 f"user {user_id!r}: the saved state does not fit model {self.manifest.name} {self.manifest.version}; "
                 'send "reset": true to start over'
             )
-        logger.info("incompatible state reset", extra={"user_id": user_id, "readable": not isinstance(stored, Unreadable)})
+        logger.info(
+            "incompatible state reset", extra={"user_id": user_id, "readable": not isinstance(stored, Unreadable)}
+        )
         return _Start(self.manifest.zero_state(), 0, "reset")
 
     def _check_reply_fits(self, rows: int) -> None:
         if self.manifest.output_values(rows) * 4 > REPLY_LIMIT_BYTES:
-            last_only, per_row = self.manifest.output_values(0), self.manifest.output_values(1) - self.manifest.output_values(0)
+            last_only, per_row = (
+                self.manifest.output_values(0),
+                self.manifest.output_values(1) - self.manifest.output_values(0),
+            )
             most = (REPLY_LIMIT_BYTES // 4 - last_only) // per_row  # per_row > 0: otherwise the size never grows
             raise InvalidRequest(
                 f"inputs: with an Idempotency-Key, a request may carry at most {most} timesteps for this model "

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -180,7 +181,7 @@ def _parse_reply(attribute: Attribute) -> Reply:
         key=bytes(fields["k"]["B"]),
         model_version=fields["v"]["S"],
         steps=_count(fields["s"]),
-        origin=origin,  # type: ignore[arg-type]  # checked against _ORIGINS above
+        origin=origin,
         rows=_count(fields["n"]),
         outputs=bytes(fields["y"]["B"]),
     )
@@ -240,21 +241,21 @@ def parse(item: Item) -> StoredItem | Unreadable:
         return Unreadable(guard)
 
 
-def _value_bytes(value: Attribute) -> int:
-    (kind, raw), = value.items()
+def _value_bytes(value: Mapping[str, Any]) -> int:
+    ((kind, raw),) = value.items()
     if kind == "S":
         return len(str(raw).encode())
     if kind == "B":
-        return len(raw)  # type: ignore[arg-type]
+        return len(raw)
     if kind == "N":
         digits = str(raw).lstrip("-").replace(".", "").strip("0") or "0"
         return math.ceil(len(digits) / 2) + 1
     if kind in ("BOOL", "NULL"):
         return 1
     if kind == "M":
-        return 3 + sum(len(name.encode()) + _value_bytes(v) + 1 for name, v in raw.items())  # type: ignore[union-attr]
+        return 3 + sum(len(name.encode()) + _value_bytes(v) + 1 for name, v in raw.items())
     if kind == "L":
-        return 3 + sum(_value_bytes(v) + 1 for v in raw)  # type: ignore[union-attr]
+        return 3 + sum(_value_bytes(v) + 1 for v in raw)
     raise ValueError(f"attribute type {kind} is not used in this table")
 
 

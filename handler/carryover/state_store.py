@@ -215,4 +215,3 @@ def _condition(read: Stored) -> dict[str, Any]:
             values[f":g{index}"] = value
     condition: dict[str, Any] = {"ConditionExpression": " AND ".join(clauses), "ExpressionAttributeNames": names}
     return condition | ({"ExpressionAttributeValues": values} if values else {})
-

@@ -41,7 +41,7 @@ class EmbeddedDynamoDB:
     @property
     def endpoint(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> EmbeddedDynamoDB:
         self._thread.start()

@@ -103,7 +103,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY_BYTES:
-            self._reply(413, {"content-type": "application/json"}, json.dumps({"message": "Request Entity Too Large"}).encode())
+            self._reply(
+                413, {"content-type": "application/json"}, json.dumps({"message": "Request Entity Too Large"}).encode()
+            )
             self.close_connection = True
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -124,7 +126,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -132,7 +134,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class LocalApi(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, handlers: Sequence[LambdaHandler], host: str = "127.0.0.1", port: int = 3000, verbose: bool = True) -> None:
+    def __init__(
+        self, handlers: Sequence[LambdaHandler], host: str = "127.0.0.1", port: int = 3000, verbose: bool = True
+    ) -> None:
         super().__init__((host, port), _RequestHandler)
         self.pool = _Pool(handlers)
         self.verbose = verbose
@@ -140,7 +144,7 @@ class LocalApi(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="local-api", daemon=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from carryover.engine import Engine
 from carryover.engine.litert import LiteRTEngine
 from carryover.engine.tensorflow import TensorFlowEngine
 from carryover.errors import UnsupportedModel
@@ -70,7 +71,7 @@ def export(source: Path, out: Path, name: str | None = None, sequences: int = 50
         shutil.copyfile(source, staging / KERAS_FILE)
         (staging / LITERT_FILE).write_bytes(step_flatbuffer(graph, manifest))
         manifest.write(staging)
-        engines = [TensorFlowEngine(graph, manifest), LiteRTEngine.load(staging, manifest)]
+        engines: list[Engine] = [TensorFlowEngine(graph, manifest), LiteRTEngine.load(staging, manifest)]
         results = verify(engines, manifest, model, graph, sequences)
         for engine, result in results.items():
             if not result.passed:
@@ -83,7 +84,10 @@ def export(source: Path, out: Path, name: str | None = None, sequences: int = 50
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     checks = ", ".join(f"{name} {result.max_abs_diff:.2g}" for name, result in results.items())
-    print(f"bundle {out}: {manifest.name} {manifest.version}; max abs diff from Keras over {sequences} chunked sequences: {checks}")
+    print(
+        f"bundle {out}: {manifest.name} {manifest.version}; "
+        f"max abs diff from Keras over {sequences} chunked sequences: {checks}"
+    )
     return manifest
 
 

@@ -15,7 +15,7 @@ def reference_outputs(model: keras.Model, graph: RecurrentGraph, sequence: np.nd
     results = model(sequence[np.newaxis].astype(np.float32), training=False)
     results = results if isinstance(results, (list, tuple)) else [results]
     rows = {}
-    for (spec, _), position in zip(graph.outputs, graph.output_positions):
+    for (spec, _), position in zip(graph.outputs, graph.output_positions, strict=True):
         value = np.asarray(results[position])
         rows[spec.name] = value[0] if spec.per_timestep else value
     return rows

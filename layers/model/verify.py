@@ -35,7 +35,8 @@ def random_chunks(length: int, rng: np.random.Generator) -> list[int]:
 
 def run_in_chunks(engine: Engine, manifest: Manifest, sequence: np.ndarray, sizes: list[int]) -> dict[str, np.ndarray]:
     """The engine's outputs over `sequence` sent chunk by chunk: per-timestep rows joined, last rows as is."""
-    state, pieces = manifest.zero_state(), {spec.name: [] for spec in manifest.outputs}
+    state = manifest.zero_state()
+    pieces: dict[str, list[np.ndarray]] = {spec.name: [] for spec in manifest.outputs}
     start = 0
     for size in sizes:
         result = engine.run(sequence[start : start + size], state)

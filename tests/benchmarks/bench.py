@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -22,18 +21,21 @@ import boto3
 import numpy as np
 
 from carryover.bundle import ModelBundle
+from carryover.composition import build_handler
 from carryover.config import Settings
 from carryover.engine import Engine, EngineResult
 from carryover.keras_graph import keras
 from carryover.manifest import Manifest
-from carryover.routes import create_lambda_handler
-from carryover.service import create_service
+from carryover.state_item import item_bytes, read_units, write_units
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LOCAL_CREDENTIALS
 from infra.table import ensure_table
+from tests import items
 from tests.clients import HandlerClient
 
 TABLE = "bench"
+# DynamoDB on-demand prices, us-east-1, as AWS published them on 2024-11-01 (USD per million request units)
+PRICES = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
 
 
 class SeedApproach:
@@ -117,13 +119,34 @@ def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str,
     return {key: statistics.median(m[key] for m in measured) for key in ("seconds", "rss_mb")}
 
 
-def item_size(item: dict) -> int:
-    """DynamoDB's item size: attribute names plus values (numbers approximated by their digits)."""
-    size = 0
-    for name, value in item.items():
-        (kind, raw), = value.items()
-        size += len(name.encode()) + (len(raw) if kind == "B" else len(str(raw).encode()))
-    return size
+def cost_table(handler: HandlerClient, client: object, features: int) -> list[dict[str, object]]:
+    """Item size and request units of the demo's requests, with and without keys, as a user keeps streaming."""
+    rows_found = []
+    for keyed in (False, True):
+        for rows in (1, 10, 100):
+            user, inputs = f"cost-{keyed}-{rows}", [[0.1] * features] * rows
+            for count in range(1, 41):
+                before = items.raw_item(client, TABLE, user)
+                reply = handler.predict(user, inputs, key=f"request-{count}" if keyed else None)
+                assert reply.status == 200, reply.body
+                after = items.raw_item(client, TABLE, user)
+                assert after is not None
+                if count in (1, 10, 40):
+                    rows_found.append({
+                        "keys": keyed, "rows": rows, "after": count, "bytes": item_bytes(after),
+                        "rcu": read_units(before), "wcu": write_units(before, after),
+                    })
+    return rows_found
+
+
+def print_cost_table(table: list[dict[str, object]]) -> None:
+    print("\n| keys | rows per request | after requests | item bytes | RCU | WCU | USD per million requests |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row in table:
+        usd = (float(row["rcu"]) * PRICES["read"] + float(row["wcu"]) * PRICES["write"])  # type: ignore[arg-type]
+        print(f"| {'yes' if row['keys'] else 'no'} | {row['rows']} | {row['after']} | {row['bytes']} | {row['rcu']} | {row['wcu']} | {usd:.3f} |")
+    print(f"prices: DynamoDB on-demand, {PRICES['region']}, as published {PRICES['date']}: "
+          f"${PRICES['write']} per million write request units, ${PRICES['read']} per million read request units")
 
 
 def main() -> None:
@@ -133,6 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     for name, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(name, value)
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the bench prints its own figures
 
     dynamodb = EmbeddedDynamoDB().start()
     client = boto3.client("dynamodb", endpoint_url=dynamodb.endpoint)
@@ -154,8 +178,7 @@ def main() -> None:
     row = [[0.1] * manifest.input.features]
     latency, compute = {}, {}
     for key, engine in engines.items():
-        service = create_service(settings, ModelBundle(manifest, engine), client)
-        handler = HandlerClient(create_lambda_handler(service, settings))
+        handler = HandlerClient(build_handler(settings, ModelBundle(manifest, engine), client))
         count = args.requests if key != "a" else max(30, args.requests // 4)
         before = dict(calls)
         samples = time_requests(handler, row, count)
@@ -165,8 +188,7 @@ def main() -> None:
         compute[key] = {"1": time_engine(engine, manifest, 1, repeats), "100": time_engine(engine, manifest, 100, max(5, repeats // 3))}
 
     cold = {engine: cold_start(args.bundle, engine, dynamodb.endpoint, runs=3) for engine in ("tensorflow", "litert")}
-    item = client.scan(TableName=TABLE, Limit=1)["Items"][0]
-    size = item_size(item)
+    costs = cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest.input.features)
     dynamodb.stop()
 
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model {manifest.name} "
@@ -184,8 +206,8 @@ def main() -> None:
         print(f"| {engine} | {result['seconds']:.2f} | {result['rss_mb']:.0f} |")
     print(f"\ncold start ratio LiteRT/TensorFlow: {cold['litert']['seconds'] / cold['tensorflow']['seconds']:.2f}")
     reads, writes = latency["c"]["calls"]["GetItem"], latency["c"]["calls"]["PutItem"]
-    print(f"\nDynamoDB per request: {reads:.0f} GetItem (strongly consistent, {math.ceil(size / 4096)} RCU) and "
-          f"{writes:.0f} PutItem ({math.ceil(size / 1024)} WCU); item size {size} bytes")
+    print(f"\nDynamoDB calls per request: {reads:.0f} GetItem (strongly consistent) and {writes:.0f} PutItem")
+    print_cost_table(costs)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import boto3
+import pytest
 from moto import mock_aws
 
-from carryover.state_store import KEY_SCHEMA, TTL_ATTRIBUTE
+from carryover.state_item import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from carryover.state_store import dynamodb_client
+from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.table import TEMPLATE, ensure_table, table_properties
+from tests.faults import error_response
 
 SAM = Path(sys.executable).parent / "sam"
 
@@ -28,7 +33,7 @@ def test_sam_validate_lint_passes():
 def test_table_keys_and_ttl_are_the_ones_the_store_uses():
     properties = table_properties()
     keys = {entry["KeyType"]: entry["AttributeName"] for entry in properties["KeySchema"]}
-    assert keys == {"HASH": KEY_SCHEMA["partition"], "RANGE": KEY_SCHEMA["sort"]}
+    assert keys == {"HASH": PARTITION_KEY, "RANGE": SORT_KEY}
     assert properties["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
 
@@ -83,3 +88,43 @@ def test_litert_serving_never_imports_tensorflow(served):
     env = os.environ | {"PYTHONPATH": str(TEMPLATE.parent / "handler")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.fixture
+def endpoint_without_ttl():
+    """A DynamoDB over HTTP that answers UpdateTimeToLive as emulators without it do."""
+    server = EmbeddedDynamoDB().start()
+    client = dynamodb_client(server.endpoint)
+    refused = []
+
+    def unknown_operation(request, **kwargs):
+        refused.append(1)
+        return error_response(400, "UnknownOperationException")(request, **kwargs)
+
+    client.meta.events.register_first("before-send.dynamodb.UpdateTimeToLive", unknown_operation)
+    yield client, refused
+    server.stop()
+
+
+def test_endpoint_that_cannot_set_ttl_gets_a_warning_not_a_crash(endpoint_without_ttl, caplog):
+    client, refused = endpoint_without_ttl
+    for _ in range(2):  # the second start finds the table without TTL and tries again
+        with caplog.at_level(logging.WARNING, logger="infra.table"):
+            ensure_table(client, "no-ttl")
+    assert len(refused) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.name == "infra.table"]
+    assert len(warnings) == 2 and all("TTL" in w and "UnknownOperationException" in w for w in warnings)
+    assert client.describe_table(TableName="no-ttl")["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_existing_table_without_ttl_gets_it():
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        properties = table_properties()
+        client.create_table(
+            TableName="old", AttributeDefinitions=properties["AttributeDefinitions"],
+            KeySchema=properties["KeySchema"], BillingMode="PAY_PER_REQUEST",
+        )
+        ensure_table(client, "old")
+        ttl = client.describe_time_to_live(TableName="old")["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", TTL_ATTRIBUTE)

@@ -43,7 +43,9 @@ class LiteRTEngine:
             interpreter = Interpreter(model_content=self._flatbuffer, num_threads=1)
             interpreter.allocate_tensors()
             inputs = [d["index"] for d in sorted(interpreter.get_input_details(), key=lambda d: d["index"])]
-            outputs = [d["index"] for d in sorted(interpreter.get_output_details(), key=lambda d: _output_order(d["name"]))]
+            outputs = [
+                d["index"] for d in sorted(interpreter.get_output_details(), key=lambda d: _output_order(d["name"]))
+            ]
             found = self._local.interpreter = (interpreter, inputs, outputs)
         return found
 
@@ -55,15 +57,15 @@ class LiteRTEngine:
         rows: list[list[np.ndarray]] = [[] for _ in self._specs]
         for t in range(len(inputs)):
             interpreter.set_tensor(x_id, inputs[t : t + 1])
-            for tensor_id, value in zip(state_ids, current):
+            for tensor_id, value in zip(state_ids, current, strict=True):
                 interpreter.set_tensor(tensor_id, value)
             interpreter.invoke()
             results = [interpreter.get_tensor(i) for i in output_ids]
-            for collected, value in zip(rows, results[:output_count]):
+            for collected, value in zip(rows, results[:output_count], strict=True):
                 collected.append(value)
             current = results[output_count:]
         outputs = {
             spec.name: np.concatenate(collected) if spec.per_timestep else collected[-1]
-            for spec, collected in zip(self._specs, rows)
+            for spec, collected in zip(self._specs, rows, strict=True)
         }
         return EngineResult(outputs=outputs, state=[s[0] for s in current])

@@ -33,6 +33,6 @@ class TensorFlowEngine:
         outputs, new_state = self._call(inputs[np.newaxis], *(s[np.newaxis] for s in state))
         rows = {
             name: (out.numpy()[0] if per_timestep else out.numpy())
-            for name, out, per_timestep in zip(self._names, outputs, self._per_timestep)
+            for name, out, per_timestep in zip(self._names, outputs, self._per_timestep, strict=True)
         }
         return EngineResult(outputs=rows, state=[s.numpy()[0] for s in new_state])
