@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov pins libraries of its own: it gets a virtual environment apart from the project's
+CHECKOV_VENV := .venv-checkov
 BUILD := .build
 DEMO_MODEL := $(BUILD)/demo.keras
 MODEL ?= $(DEMO_MODEL)
@@ -28,6 +30,12 @@ $(VENV)/.installed: requirements.lock
 	$(VENV)/bin/pip install --quiet -r requirements.lock
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet pip==25.3
+	$(CHECKOV_VENV)/bin/pip install --quiet --no-deps -r requirements-checkov.lock
+	touch $@
+
 $(DEMO_MODEL): layers/model/demo.py | venv
 	$(PY) -m layers.model.demo $@
 
@@ -42,7 +50,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check handler layers infra
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
 
 bench: model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,18 @@ class ModelBundle:
         """`engine` None: LiteRT when the bundle has its file, else TensorFlow."""
         manifest = Manifest.read(path)
         engine = engine or ("litert" if "litert" in manifest.files else "tensorflow")
-        if engine not in manifest.files:
-            raise UnsupportedModel(f"bundle {path} has no file for engine {engine!r}; export it again")
+        if engine not in manifest.files or not (path / manifest.files[engine]).is_file():
+            hint = (
+                "the zip deployment's model layer holds the LiteRT file only: set ENGINE=litert"
+                if engine == "tensorflow"
+                else "export it again with `make model`"
+            )
+            raise UnsupportedModel(f"ENGINE={engine}: bundle {path} has no file for this engine; {hint}")
+        if engine == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+            raise UnsupportedModel(
+                "ENGINE=tensorflow: TensorFlow is not installed here (the zip deployment's runtime layer has LiteRT "
+                "only); set ENGINE=litert, or deploy a container image that installs TensorFlow"
+            )
         # Each engine's runtime is imported only when chosen: the zip deployment has no TensorFlow.
         if engine == "litert":
             from carryover.engine.litert import LiteRTEngine

@@ -32,6 +32,7 @@ class Settings(BaseModel):
     idempotency_keys: int = Field(default=32, ge=1, le=1000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10 * 1_048_576)
     auth_mode: Literal["IAM", "JWT", "NONE"] = "IAM"
+    tracing: bool = False  # X-Ray through Powertools Tracer; off, the X-Ray SDK is never imported
     dynamodb_endpoint: AnyHttpUrl | None = None
     dynamodb_connect_timeout: float = Field(default=1.0, gt=0, le=10)
     dynamodb_read_timeout: float = Field(default=2.0, gt=0, le=10)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from carryover.config import Settings
 from carryover.errors import ApiError, Forbidden, InvalidJson, NotFound, StoreUnavailable
-from carryover.observability import logger, metrics, tracer
+from carryover.observability import logger, metrics, traced
 from carryover.schemas import ModelResponse, PredictRequest, parse_idempotency_key, parse_user_id
 from carryover.service import PredictionService
 from carryover.state_store import Unavailable
@@ -89,9 +89,8 @@ def create_lambda_handler(service: PredictionService, settings: Settings) -> Lam
         return _json(500, ApiError("internal error").body())
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return app.resolve(event, context)
 
-    return handler
+    return traced(handler) if settings.tracing else handler

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import shutil
 import sys
 
 import pytest
 
+from carryover.composition import build_handler
 from carryover.config import ConfigurationError, Settings
+from carryover.errors import UnsupportedModel
 from tests.clients import HandlerClient, load_event
 from tests.unit.conftest import TABLE
 
@@ -73,3 +77,34 @@ def test_bad_configuration_fails_at_cold_start_naming_the_variable(environ, word
 def test_configuration_defaults(served):
     settings = Settings.from_env({"TABLE_NAME": "states", "MODEL_BUNDLE": str(served["seed"].path)})
     assert (settings.max_timesteps, settings.state_ttl_days, settings.engine) == (1000, 30, None)
+
+
+@pytest.fixture
+def layer_bundle(served, tmp_path):
+    """A bundle as the zip deployment's model layer ships it: the manifest and the LiteRT file only."""
+    for name in ("manifest.json", "step.tflite"):
+        shutil.copyfile(served["seed"].path / name, tmp_path / name)
+    return tmp_path
+
+
+def cold_start_error(bundle, engine: str) -> str:
+    settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(bundle), "ENGINE": engine})
+    with pytest.raises(UnsupportedModel) as raised:
+        build_handler(settings, client=object())
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_tensorflow_engine_on_the_model_layer_fails_in_one_line(layer_bundle):
+    message = cold_start_error(layer_bundle, "tensorflow")
+    assert "ENGINE=tensorflow" in message and "set ENGINE=litert" in message
+    settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(layer_bundle), "ENGINE": "litert"})
+    assert build_handler(settings, client=object())
+
+
+def test_tensorflow_engine_without_tensorflow_fails_in_one_line(served, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find_spec(name, *a))
+    message = cold_start_error(served["seed"].path, "tensorflow")
+    assert "TensorFlow is not installed" in message and "ENGINE=litert" in message and "container image" in message
