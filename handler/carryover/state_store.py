@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
@@ -95,14 +95,14 @@ def dynamodb_client(
 ) -> DynamoDBClient:
     """A client whose timeouts and retries are explicit: the worst case is bounded by
     max_attempts x (connect_timeout + read_timeout) plus botocore's backoff."""
-    import boto3  # here, not at import: most of boto3's import cost is paid only by the process that connects
+    from botocore.session import Session  # boto3's core, without boto3's own import cost (resources, s3transfer)
 
     config = Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": max_attempts},
     )
-    return boto3.client("dynamodb", endpoint_url=endpoint_url, config=config)
+    return cast("DynamoDBClient", Session().create_client("dynamodb", endpoint_url=endpoint_url, config=config))
 
 
 def outcome(write: Attempt, stored: Stored) -> bool | None:

@@ -92,22 +92,30 @@ def time_engine(engine: Engine, manifest: Manifest, timesteps: int, repeats: int
 COLD_START = """
 import json, sys, time
 started = float(sys.argv[1])
-import app
-event = json.load(open(sys.argv[2]))
-result = app.lambda_handler(event, __import__("infra.local.server", fromlist=["LocalContext"]).LocalContext("cold"))
+from carryover.composition import build_handler  # what app.py imports
+from carryover.config import Settings
+imported = time.time()
+handler = build_handler(Settings.from_env())  # what app.py does at cold start: the model load
+loaded = time.time()
+from infra.local.server import LocalContext
+result = handler(json.load(open(sys.argv[2])), LocalContext("cold"))
+answered = time.time()
 assert result["statusCode"] == 200, result
-seconds = time.time() - started
+xray = any(m.startswith("aws_xray_sdk") for m in sys.modules)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the parent process
 peak_kb = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
-print(json.dumps({"seconds": seconds, "rss_mb": peak_kb / 1024}))
+print(json.dumps({"imports": imported - started, "model load": loaded - imported, "first request": answered - loaded,
+                  "seconds": answered - started, "rss_mb": peak_kb / 1024, "xray": xray}))
 """
+PHASES = ("imports", "model load", "first request", "seconds", "rss_mb")
 
 
 def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str, float]:
+    """Medians over `runs` fresh processes, each timed from before it starts to its first response."""
     root = Path(__file__).resolve().parents[2]
     env = os.environ | {
         "TABLE_NAME": TABLE, "MODEL_BUNDLE": str(bundle), "ENGINE": engine, "DYNAMODB_ENDPOINT": endpoint,
-        "PYTHONPATH": f"{root / 'handler'}{os.pathsep}{root}",
+        "PYTHONPATH": f"{root / 'handler'}{os.pathsep}{root}", "TRACING": "false",
     }
     measured = []
     for _ in range(runs):
@@ -115,8 +123,10 @@ def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str,
             [sys.executable, "-c", COLD_START, str(time.time()), str(root / "events" / "predict.json")],
             capture_output=True, text=True, env=env, timeout=300, check=True,
         )
-        measured.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    return {key: statistics.median(m[key] for m in measured) for key in ("seconds", "rss_mb")}
+        found = json.loads(result.stdout.strip().splitlines()[-1])
+        assert not found["xray"], "the X-Ray SDK was imported with tracing off"
+        measured.append(found)
+    return {key: statistics.median(m[key] for m in measured) for key in PHASES}
 
 
 def cost_table(handler: HandlerClient, client: object, features: int) -> list[dict[str, object]]:
@@ -200,11 +210,12 @@ def main() -> None:
     print(f"\nwarm p50 ratio a/b: {latency['a']['p50'] / latency['b']['p50']:.1f}x, a/c: {latency['a']['p50'] / latency['c']['p50']:.1f}x")
     print(f"engine per step ratio a/b: {compute['a']['1'] / compute['b']['1']:.1f}x, a/c: {compute['a']['1'] / compute['c']['1']:.1f}x; "
           f"per 100 steps a/b: {compute['a']['100'] / compute['b']['100']:.1f}x, a/c: {compute['a']['100'] / compute['c']['100']:.1f}x")
-    print("\n| cold start (fresh process to first response) | seconds | peak RSS MB |")
-    print("| --- | --- | --- |")
+    print("\n| cold start, tracing off (fresh process to first response) | imports s | model load s | first request s | total s | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for engine, result in cold.items():
-        print(f"| {engine} | {result['seconds']:.2f} | {result['rss_mb']:.0f} |")
-    print(f"\ncold start ratio LiteRT/TensorFlow: {cold['litert']['seconds'] / cold['tensorflow']['seconds']:.2f}")
+        print(f"| {engine} | {result['imports']:.3f} | {result['model load']:.3f} | {result['first request']:.3f} | "
+              f"{result['seconds']:.3f} | {result['rss_mb']:.0f} |")
+    print(f"\ncold start ratio LiteRT/TensorFlow: {cold['litert']['seconds'] / cold['tensorflow']['seconds']:.3f}")
     reads, writes = latency["c"]["calls"]["GetItem"], latency["c"]["calls"]["PutItem"]
     print(f"\nDynamoDB calls per request: {reads:.0f} GetItem (strongly consistent) and {writes:.0f} PutItem")
     print_cost_table(costs)
