@@ -1,6 +1,22 @@
-"""Errors the service answers with, each with its HTTP status and a stable code."""
+"""Errors the service answers with, each with its HTTP status and a stable code; `ErrorResponse` is the one
+shape every error body has."""
 
 from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    error: ErrorDetail
 
 
 class UnsupportedModel(ValueError):
@@ -15,8 +31,8 @@ class ApiError(Exception):
         super().__init__(message)
         self.message = message
 
-    def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def body(self) -> ErrorResponse:
+        return ErrorResponse(error=ErrorDetail(code=self.code, message=self.message))
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -34,6 +50,28 @@ class InvalidJson(InvalidRequest):
 class NotFound(ApiError):
     status = 404
     code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    code = "request_timeout"
+
+
+class HeadersTooLarge(ApiError):
+    status = 431
+    code = "headers_too_large"
 
 
 class StateConflict(ApiError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from carryover.config import Settings
-from carryover.errors import ApiError, Forbidden, InvalidJson, NotFound, StoreUnavailable
+from carryover.errors import ApiError, Forbidden, InvalidJson, MethodNotAllowed, NotFound, StoreUnavailable
 from carryover.observability import logger, metrics, traced
 from carryover.schemas import ModelResponse, PredictRequest, parse_idempotency_key, parse_user_id
 from carryover.service import PredictionService
@@ -21,6 +22,20 @@ from carryover.state_store import Unavailable
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 DEADLINE_MARGIN_S = 1.0  # left of the Lambda's time when retries stop, to answer in time
+# Every route: its path as OpenAPI writes it, and its methods. The resolver's routes, the 405 answers, the
+# OpenAPI document and template.yaml's routes all follow this table (the tests check that they do).
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/users/{user_id}/predict": ("POST",),
+    "/users/{user_id}/state": ("GET", "DELETE"),
+    "/model": ("GET",),
+    "/health": ("GET",),
+}
+_PATTERNS = [(re.compile("^" + re.sub(r"\{\w+\}", "[^/]+", path) + "$"), methods) for path, methods in ROUTES.items()]
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """The methods a path takes; none for a path that is no route."""
+    return next((methods for pattern, methods in _PATTERNS if pattern.match(path)), ())
 
 
 def _json(status: int, body: BaseModel | dict[str, Any] | str, headers: dict[str, str] | None = None) -> Response:
@@ -68,10 +83,19 @@ def create_lambda_handler(service: PredictionService, settings: Settings) -> Lam
     def get_model() -> Response:
         return _json(200, model)
 
+    @app.get("/health")
+    def health() -> Response:
+        return _json(200, service.health())
+
     @app.not_found
     def not_found(_: Exception) -> Response:
-        event = app.current_event
-        return _json(404, NotFound(f"no route for {event.request_context.http.method} {event.path}").body())
+        method, path = app.current_event.request_context.http.method, app.current_event.path
+        allowed = allowed_methods(path)
+        if allowed:
+            error: ApiError = MethodNotAllowed(f"{path} takes {', '.join(allowed)}, not {method}", allowed)
+        else:
+            error = NotFound(f"no route for {method} {path}")
+        return _json(error.status, error.body(), error.headers() or None)
 
     @app.exception_handler(ApiError)
     def api_error(error: ApiError) -> Response:

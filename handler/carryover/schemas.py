@@ -36,7 +36,10 @@ def parse_idempotency_key(raw: str | None) -> str | None:
 
 
 class PredictRequest(BaseModel):
-    """Validated with context {"features": F, "max_timesteps": M} from the served model and settings."""
+    """Timesteps to apply on top of the user's saved state: one row of features per timestep, oldest first;
+    `reset` starts from zeros instead."""
+
+    # validated with context {"features": F, "max_timesteps": M} from the served model and settings
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -158,3 +161,10 @@ class ModelResponse(_Response):
             outputs=manifest.outputs,
             states=[ModelState.of(spec) for spec in manifest.states],
         )
+
+
+class HealthResponse(_Response):
+    status: Literal["ok"]
+    model: ModelRef
+    engine: str
+    store: Literal["reachable"]

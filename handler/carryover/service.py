@@ -29,7 +29,14 @@ from carryover.errors import (
 )
 from carryover.manifest import Manifest
 from carryover.observability import logger, metrics
-from carryover.schemas import ModelRef, PredictRequest, PredictResponse, StateOrigin, StateResponse
+from carryover.schemas import (
+    HealthResponse,
+    ModelRef,
+    PredictRequest,
+    PredictResponse,
+    StateOrigin,
+    StateResponse,
+)
 from carryover.state_item import KeyRecord, Reply, Stored, StoredItem, Unreadable, digest
 from carryover.state_store import Attempt, NewState, StateStore, WriteConflict, outcome
 
@@ -228,6 +235,16 @@ class PredictionService:
             steps=stored.state.steps,
             updated_at=stored.state.updated_at,
             expires_at=stored.expires_at,
+        )
+
+    def health(self) -> HealthResponse:
+        """The model is loaded (or this service would not exist); the store answers a read."""
+        self._store.ping()
+        return HealthResponse(
+            status="ok",
+            model=ModelRef(name=self.manifest.name, version=self.manifest.version),
+            engine=self.engine.name,
+            store="reachable",
         )
 
     def delete(self, user_id: str) -> None:

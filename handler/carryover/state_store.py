@@ -39,6 +39,7 @@ else:
     DynamoDBClient = Any
 
 Clock = Callable[[], datetime]
+HEALTH_KEY = "/health"  # not a valid user id, so never a user's item
 UNAVAILABLE_CODES = {
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
@@ -145,6 +146,10 @@ class StateStore:
         """The item as DynamoDB holds it (strongly consistent), expired or not; None when there is none."""
         item = self._call("get_item", Key=item_key(user_id, self._model), ConsistentRead=True).get("Item")
         return None if item is None else parse(item)
+
+    def ping(self) -> None:
+        """One cheap read (eventually consistent, of a key no user can have): Unavailable if it fails."""
+        self._call("get_item", Key=item_key(HEALTH_KEY, self._model), ConsistentRead=False)
 
     def is_live(self, stored: Stored) -> bool:
         """False for no item, a tombstone, and an item past its TTL that DynamoDB has not deleted yet."""

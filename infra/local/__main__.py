@@ -1,8 +1,9 @@
 """`make run`: serves a model bundle on the local HTTP API until interrupted.
 
     python -m infra.local BUNDLE_DIR
-Environment: PORT (default 3000), DYNAMODB_ENDPOINT (default: an embedded DynamoDB), TABLE_NAME
-(default carryover-local), LOCAL_INSTANCES (handler instances serving in parallel, default 4).
+Environment: PORT (default 3000), DYNAMODB_ENDPOINT (default: an embedded DynamoDB kept in
+.build/local-dynamodb.jsonl), TABLE_NAME (default carryover-local), LOCAL_INSTANCES (most handler instances
+at once, default 64), LOG_LEVEL (DEBUG shows the handler's structured logs and metrics).
 """
 
 from __future__ import annotations
@@ -11,42 +12,71 @@ import argparse
 import os
 import sys
 import threading
+import warnings
 from pathlib import Path
 
-from carryover.config import ConfigurationError
-from carryover.manifest import Manifest
-from infra.local.stack import start_stack
+JOURNAL = Path(".build/local-dynamodb.jsonl")
+
+
+def _quiet_unless_debug() -> bool:
+    """The terminal shows one line a request; LOG_LEVEL=DEBUG brings back the structured logs and metrics."""
+    debug = (os.environ.get("LOG_LEVEL") or "").upper() == "DEBUG"
+    os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOG_LEVEL") or "ERROR"
+    if not debug:
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        warnings.filterwarnings("ignore", module="aws_lambda_powertools")
+    return debug
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     args = parser.parse_args()
+    _quiet_unless_debug()
+    from carryover.config import ConfigurationError  # after the log level is set: Powertools reads it on import
+    from infra.local.stack import StackError, start_stack
+
+    endpoint = os.environ.get("DYNAMODB_ENDPOINT") or None
     try:
-        port = int(os.environ.get("PORT") or 3000)
-        instances = int(os.environ.get("LOCAL_INSTANCES") or 4)
         stack = start_stack(
             args.bundle,
-            port=port,
-            dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
+            port=int(os.environ.get("PORT") or 3000),
+            dynamodb_endpoint=endpoint,
             table=os.environ.get("TABLE_NAME") or "carryover-local",
-            instances=instances,
+            instances=int(os.environ.get("LOCAL_INSTANCES") or 64),
+            journal=None if endpoint else JOURNAL,
+            log=lambda line: print(line, flush=True),
         )
-    except (ConfigurationError, ValueError, OSError) as error:
+    except (ConfigurationError, StackError, ValueError, OSError) as error:
         sys.exit(f"cannot start: {error}")
-    bundle = stack.settings.model_bundle
-    store = stack.settings.dynamodb_endpoint if stack.dynamodb is None else "embedded DynamoDB"
-    features = ", ".join(["0.1"] * Manifest.read(bundle).input.features)
-    print(f"carryover serving {bundle} at {stack.api.url} (state: {store}, table {stack.settings.table_name})")
+    url, service_model = stack.api.url, stack.settings.model_bundle
+    if stack.dynamodb is None:
+        store = f"DynamoDB at {endpoint}, table {stack.settings.table_name}"
+    else:
+        store = (
+            f"embedded DynamoDB kept in {JOURNAL} ({stack.dynamodb.restored_items} items restored); "
+            f"to start empty: make clean-state"
+        )
+    features = ", ".join(["0.1"] * _features(service_model))
+    print(f"carryover serving {service_model} at {url}")
+    print(f"state: {store}")
+    print(f"API: {url}/docs (OpenAPI: {url}/openapi.json)")
     print("try:")
-    print(f"  curl -s -X POST {stack.api.url}/users/alice/predict -H 'content-type: application/json' \\")
+    print(f"  curl -s -X POST {url}/users/alice/predict -H 'content-type: application/json' \\")
     print(f"       -d '{{\"inputs\": [[{features}]]}}'")
-    print(f"  curl -s {stack.api.url}/users/alice/state    curl -s {stack.api.url}/model")
-    sys.stdout.flush()
+    print(f"  curl -s {url}/users/alice/state")
+    print(f"  curl -s {url}/model")
+    print("requests (method, path, status, time, state or error):", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         stack.stop()
+
+
+def _features(bundle: Path) -> int:
+    from carryover.manifest import Manifest
+
+    return Manifest.read(bundle).input.features
 
 
 if __name__ == "__main__":

@@ -1,27 +1,42 @@
-"""A local HTTP server that speaks like API Gateway's HTTP API: each request becomes a payload format 2.0
-event for the Lambda handler, and the handler's result becomes the HTTP response.
+"""The local API: uvicorn in front of the Lambda handler, speaking like API Gateway's HTTP API. Each request
+becomes a payload format 2.0 event; the handler's result becomes the HTTP response.
 
-Like Lambda, each handler instance serves one event at a time; concurrent requests go to a pool of
-instances, so requests run in parallel exactly as they would across Lambda instances.
+Like Lambda, a handler instance serves one event at a time, and a request that finds every instance busy gets
+a new one (up to `most_instances`), so no request waits behind another's store call. Limits are answered in
+the API's JSON error shape: headers over 16 KiB (431), malformed requests (400), bodies over API Gateway's
+10 MB (413), and bodies that stop arriving (408).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
 import queue
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from carryover.errors import ApiError, HeadersTooLarge, InvalidRequest, PayloadTooLarge, RequestTimeout
+
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+MAX_HEADER_BYTES = 16 * 1024
+BODY_TIMEOUT_S = 10.0  # the longest wait for the next piece of a body
+_STATE = re.compile(rb'"state":"(\w+)"\}$')
+_CODE = re.compile(rb'"code":"(\w+)"')
 
 
 @dataclass
@@ -82,71 +97,191 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
     return event
 
 
-class _Pool:
-    def __init__(self, handlers: Sequence[LambdaHandler]) -> None:
-        self._idle: queue.Queue[LambdaHandler] = queue.Queue()
-        for handler in handlers:
-            self._idle.put(handler)
+class Instances:
+    """Handler instances as Lambda keeps them: an idle one serves the next event, or a new one is made."""
+
+    def __init__(self, make: Callable[[], LambdaHandler], most: int) -> None:
+        self._make, self._most, self._made = make, most, 0
+        self._idle: queue.LifoQueue[LambdaHandler] = queue.LifoQueue()
+        self._lock = threading.Lock()
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        handler = self._idle.get()
+        handler = self._take()
         try:
             return handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
         finally:
             self._idle.put(handler)
 
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    server: LocalApi
-    protocol_version = "HTTP/1.1"
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._reply(
-                413, {"content-type": "application/json"}, json.dumps({"message": "Request Entity Too Large"}).encode()
-            )
-            self.close_connection = True
-            return
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        event = http_api_event(self.command, self.path, headers, self.rfile.read(length), self.client_address[0])
-        result = self.server.pool.invoke(event)
-        body = result.get("body") or ""
-        payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
-        self._reply(result["statusCode"], result.get("headers") or {}, payload)
-
-    def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            if name.lower() != "content-length":
-                self.send_header(name, value)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
+    def _take(self) -> LambdaHandler:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                if self._made < self._most:
+                    self._made += 1
+                    return self._make()
+            return self._idle.get()
 
 
-class LocalApi(ThreadingHTTPServer):
-    daemon_threads = True
+@dataclass(frozen=True)
+class Page:
+    """A response the local API serves itself, such as the OpenAPI document."""
+
+    content_type: str
+    body: bytes
+
+
+class _Connection(h11.Connection):
+    """Remembers the protocol error it raised, so that the answer can say what it was."""
+
+    error: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as error:
+            self.error = error
+            raise
+
+
+class JsonErrorProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering malformed requests and oversized headers in the API's JSON shape."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _Connection(h11.SERVER, MAX_HEADER_BYTES)
+
+    def send_400_response(self, msg: str) -> None:
+        error: h11.RemoteProtocolError | None = getattr(self.conn, "error", None)
+        if error is not None and error.error_status_hint == 431:
+            refusal: ApiError = HeadersTooLarge(f"request headers: more than {MAX_HEADER_BYTES} bytes")
+        else:
+            refusal = InvalidRequest(f"malformed HTTP request: {error or msg}")
+        payload = refusal.body().model_dump_json().encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        self.transport.write(self.conn.send(h11.Response(status_code=refusal.status, headers=headers)) or b"")
+        self.transport.write(self.conn.send(h11.Data(data=payload)) or b"")
+        self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        self.transport.close()
+
+
+class _Refused(Exception):
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
+
+
+class LocalApi:
+    """Start with `start_background()`; `url` is then its address. Port 0 picks a free port."""
 
     def __init__(
-        self, handlers: Sequence[LambdaHandler], host: str = "127.0.0.1", port: int = 3000, verbose: bool = True
+        self,
+        make_handler: Callable[[], LambdaHandler],
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        most_instances: int = 64,
+        pages: dict[str, Page] | None = None,
+        log: Callable[[str], None] | None = None,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
-        super().__init__((host, port), _RequestHandler)
-        self.pool = _Pool(handlers)
-        self.verbose = verbose
+        self.instances = Instances(make_handler, most_instances)
+        self._body_timeout_s = body_timeout_s
+        self._limiter = anyio.CapacityLimiter(most_instances)
+        self._pages = pages or {}
+        self._log = log
+        config = uvicorn.Config(
+            self, host=host, port=port, http=JsonErrorProtocol, lifespan="off", access_log=False,
+            log_level="error", timeout_keep_alive=5, backlog=2048, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="local-api", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
 
-    def start_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="local-api", daemon=True)
-        thread.start()
-        return thread
+    def start_background(self) -> LocalApi:
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise OSError(
+                    f"the local API could not listen on {self._server.config.host}:{self._server.config.port}"
+                )
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method, target = scope["method"], scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            headers[key] = f"{headers[key]},{value.decode('latin-1')}" if key in headers else value.decode("latin-1")
+        try:
+            if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+                raise _Refused(HeadersTooLarge(f"request headers: more than {MAX_HEADER_BYTES} bytes"))
+            page = self._pages.get(scope["path"]) if method == "GET" else None
+            if page is not None:
+                status, reply_headers, payload = 200, {"content-type": page.content_type}, page.body
+            else:
+                body = await _read_body(receive, headers, self._body_timeout_s)
+                client = (scope.get("client") or ("127.0.0.1", 0))[0]
+                event = http_api_event(method, target, headers, body, client)
+                result = await anyio.to_thread.run_sync(self.instances.invoke, event, limiter=self._limiter)
+                status, reply_headers = result["statusCode"], result.get("headers") or {}
+                raw = result.get("body") or ""
+                payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        except _Refused as refused:
+            status, reply_headers = (
+                refused.error.status,
+                {"content-type": "application/json", **refused.error.headers()},
+            )
+            payload = refused.error.body().model_dump_json().encode()
+        sent = [
+            (k.lower().encode("latin-1"), str(v).encode("latin-1"))
+            for k, v in reply_headers.items()
+            if k.lower() != "content-length"
+        ]
+        if self._log is not None:
+            self._log(_request_line(method, scope["path"], status, (time.perf_counter() - started) * 1000, payload))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*sent, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], timeout_s: float) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and int(declared) > MAX_BODY_BYTES:  # h11 has checked it is a number
+        raise _Refused(PayloadTooLarge(f"request body: {declared} bytes, at most {MAX_BODY_BYTES} accepted"))
+    chunks, size = [], 0
+    while True:
+        try:
+            message = await asyncio.wait_for(receive(), timeout_s)
+        except TimeoutError:
+            raise _Refused(RequestTimeout(f"request body: nothing arrived for {timeout_s:g} s")) from None
+        if message["type"] == "http.disconnect":
+            raise _Refused(InvalidRequest("request body: the client went away"))
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY_BYTES:
+            raise _Refused(PayloadTooLarge(f"request body: more than {MAX_BODY_BYTES} bytes"))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _request_line(method: str, path: str, status: int, milliseconds: float, payload: bytes) -> str:
+    """One line a request: method, path, status, time and, for a prediction, where the state started."""
+    found = _STATE.search(payload) if status == 200 else _CODE.search(payload[:200])
+    detail = found.group(1).decode() if found else ""
+    return f"{method} {path} {status} {milliseconds:.1f} ms {detail}".rstrip()

@@ -20,7 +20,7 @@ from tests.conftest import ENGINES, Served
 @pytest.fixture(scope="module")
 def stacks(served: dict[str, Served]) -> Iterator[dict[tuple[str, str], LocalStack]]:
     running = {
-        (key, engine): start_stack(served[key].path, port=0, instances=16, verbose=False, engine=engine)
+        (key, engine): start_stack(served[key].path, port=0, instances=16, engine=engine)
         for key in ("seed", "stacked")
         for engine in ENGINES
     }
@@ -87,14 +87,18 @@ def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, u
     assert {reply.status for _, _, reply in replies} <= {200, 409}
     store = boto3.client("dynamodb", endpoint_url=str(stack.settings.dynamodb_endpoint))
     for user in names:
-        done = sorted((r.body["steps"], i, inputs, r) for i, (u, inputs, r) in enumerate(replies) if u == user and r.status == 200)
+        done = sorted(
+            (r.body["steps"], i, inputs, r) for i, (u, inputs, r) in enumerate(replies) if u == user and r.status == 200
+        )
         assert done, f"no request for {user} succeeded"
         assert len({steps for steps, *_ in done}) == len(done), "two requests reported the same steps"
         whole = np.concatenate([inputs for _, _, inputs, _ in done])
         assert client.state(user).body["steps"] == len(whole) == done[-1][0]
         full = reference_outputs(seed.keras_model, seed.graph, whole)  # leaves Keras' own final state in the layer
         for steps, _, inputs, reply in done:
-            scenarios.assert_matches(reply.body["outputs"], scenarios.expected_chunk(seed, whole, full, steps - len(inputs), steps))
+            scenarios.assert_matches(
+                reply.body["outputs"], scenarios.expected_chunk(seed, whole, full, steps - len(inputs), steps)
+            )
         item = items.raw_item(store, stack.settings.table_name, user)
         saved = seed.manifest.unpack_state(bytes(item["state"]["B"]))
         keras_state = [np.asarray(v)[0] for v in seed.keras_model.get_layer("lstm").states]
@@ -104,7 +108,7 @@ def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, u
 def test_given_dynamodb_endpoint_gets_the_table_and_the_state(served):
     """DYNAMODB_ENDPOINT: an existing DynamoDB-compatible endpoint is used, and the table created there."""
     external = EmbeddedDynamoDB().start()
-    stack = start_stack(served["seed"].path, port=0, dynamodb_endpoint=external.endpoint, table="given", verbose=False)
+    stack = start_stack(served["seed"].path, port=0, dynamodb_endpoint=external.endpoint, table="given")
     try:
         assert stack.dynamodb is None
         reply = HttpClient(stack.api.url).predict("carol", [[0.0] * 8])
@@ -114,4 +118,3 @@ def test_given_dynamodb_endpoint_gets_the_table_and_the_state(served):
     finally:
         stack.stop()
         external.stop()
-

@@ -1,0 +1,206 @@
+"""The HTTP API described as OpenAPI 3.1, generated from the pydantic models the handler validates and answers
+with, and from the route table in `routes.py`.
+
+    python -m carryover.openapi > openapi.json     # the committed, model-independent document
+
+With a manifest and settings, the document also states what the served model takes: its feature count, its
+outputs, the most timesteps a request may carry.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from carryover.errors import ErrorResponse
+from carryover.manifest import Manifest
+from carryover.routes import ROUTES
+from carryover.schemas import (
+    FLOAT32_MAX,
+    IDEMPOTENCY_KEY,
+    USER_ID,
+    HealthResponse,
+    ModelResponse,
+    PredictRequest,
+    PredictResponse,
+    StateResponse,
+)
+
+TITLE = "carryover"
+VERSION = "1"
+_MODELS: tuple[type[BaseModel], ...] = (
+    PredictRequest,
+    PredictResponse,
+    StateResponse,
+    ModelResponse,
+    HealthResponse,
+    ErrorResponse,
+)
+
+
+def _components(manifest: Manifest | None, max_timesteps: int | None) -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        mode: Literal["validation", "serialization"] = "validation" if model is PredictRequest else "serialization"
+        schema = model.model_json_schema(mode=mode, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    number = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    row: dict[str, Any] = {"type": "array", "items": number}
+    rows: dict[str, Any] = schemas["PredictRequest"]["properties"]["inputs"]
+    rows.update(items=row, minItems=1)
+    if manifest is not None:
+        row.update(minItems=manifest.input.features, maxItems=manifest.input.features)
+        schemas["PredictResponse"]["properties"]["outputs"] = {
+            "type": "object",
+            "properties": {
+                spec.name: {
+                    "type": "array",
+                    "items": {
+                        "type": "array",
+                        "items": {"type": "number"},
+                        "minItems": spec.units,
+                        "maxItems": spec.units,
+                    },
+                }
+                for spec in manifest.outputs
+            },
+            "required": [spec.name for spec in manifest.outputs],
+            "additionalProperties": False,
+        }
+    if max_timesteps is not None:
+        rows["maxItems"] = max_timesteps
+    return schemas
+
+
+def _content(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    described = {
+        400: "A bad request: the message names the field and what was expected; nothing changed.",
+        403: "JWT mode: another user's state.",
+        404: "No saved state, or no such route.",
+        405: "A known path with another method (see Allow).",
+        409: "state_conflict, idempotency_key_reused, already_applied, outcome_unknown or state_incompatible.",
+        413: "The body is larger than MAX_BODY_BYTES.",
+        500: "An unexpected failure, without internals.",
+        503: "The state store is unavailable: retry after Retry-After, with the same Idempotency-Key.",
+    }
+    responses: dict[str, Any] = {}
+    for status in statuses:
+        responses[str(status)] = {"description": described[status], "content": _content("ErrorResponse")}
+        if status == 503:
+            responses["503"]["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        if status == 405:
+            responses["405"]["headers"] = {"Allow": {"schema": {"type": "string"}}}
+    return responses
+
+
+_USER = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{USER_ID.pattern}$"},
+    "description": "1-128 characters of A-Z a-z 0-9 . _ : @ - (percent-encoding is decoded first).",
+}
+_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
+    "description": "Applies the request once: a repeat with the same key and request returns the first answer.",
+}
+_STATE_LINK = {"operationId": "getState", "parameters": {"user_id": "$request.path.user_id"}}
+
+
+def _operations() -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        ("/users/{user_id}/predict", "POST"): {
+            "operationId": "predict",
+            "summary": "Apply timesteps on top of the user's saved state, once, and save the new state.",
+            "parameters": [_USER, _KEY],
+            "requestBody": {"required": True, "content": _content("PredictRequest")},
+            "responses": {
+                "200": {
+                    "description": "The outputs for every timestep (or the last), and where the state started.",
+                    "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+                    "content": _content("PredictResponse"),
+                    "links": {"GetState": _STATE_LINK},
+                },
+                **_errors(400, 403, 405, 409, 413, 500, 503),
+            },
+        },
+        ("/users/{user_id}/state", "GET"): {
+            "operationId": "getState",
+            "summary": "Where the user's saved state stands.",
+            "parameters": [_USER],
+            "responses": {
+                "200": {
+                    "description": "The saved state's model, steps and times.",
+                    "content": _content("StateResponse"),
+                },
+                **_errors(400, 403, 404, 405, 409, 500, 503),
+            },
+        },
+        ("/users/{user_id}/state", "DELETE"): {
+            "operationId": "deleteState",
+            "summary": "Erase the user's state (their idempotency keys are kept for their window).",
+            "parameters": [_USER],
+            "responses": {
+                "204": {"description": "Erased, or there was none.", "links": {"GetState": _STATE_LINK}},
+                **_errors(400, 403, 405, 409, 500, 503),
+            },
+        },
+        ("/model", "GET"): {
+            "operationId": "getModel",
+            "summary": "The served model: name, version, engine, input, outputs, states.",
+            "responses": {
+                "200": {"description": "The model.", "content": _content("ModelResponse")},
+                **_errors(405, 500),
+            },
+        },
+        ("/health", "GET"): {
+            "operationId": "getHealth",
+            "summary": "The model is loaded and the state store answers.",
+            "responses": {
+                "200": {"description": "Ready.", "content": _content("HealthResponse")},
+                **_errors(405, 500, 503),
+            },
+        },
+    }
+
+
+def document(manifest: Manifest | None = None, max_timesteps: int | None = None) -> dict[str, Any]:
+    """The OpenAPI document; with a manifest and settings, specific to the served model."""
+    operations = _operations()
+    if set(operations) != {(path, method) for path, methods in ROUTES.items() for method in methods}:
+        raise AssertionError("routes.ROUTES and the documented operations differ")
+    paths: dict[str, Any] = {}
+    for (path, method), operation in operations.items():
+        paths.setdefault(path, {})[method.lower()] = copy.deepcopy(operation)
+    description = "Stateful sequence models served per user, with each user's state in DynamoDB."
+    if manifest is not None:
+        description += f" Serving {manifest.name} {manifest.version}: {manifest.input.features} features per timestep."
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION, "description": description},
+        "paths": paths,
+        "components": {"schemas": _components(manifest, max_timesteps)},
+    }
+
+
+def render(manifest: Manifest | None = None, max_timesteps: int | None = None) -> str:
+    return json.dumps(document(manifest, max_timesteps), indent=2, sort_keys=False) + "\n"
+
+
+def main() -> None:
+    print(render(), end="")
+
+
+if __name__ == "__main__":
+    main()
