@@ -51,7 +51,11 @@ class Client:
 class HandlerClient(Client):
     """Invokes a Lambda handler in process with events shaped like the files in `events/`."""
 
-    ROUTE_EVENTS = {("POST", "predict"): "predict.json", ("GET", "state"): "get_state.json", ("DELETE", "state"): "delete_state.json"}
+    ROUTE_EVENTS = {
+        ("POST", "predict"): "predict.json",
+        ("GET", "state"): "get_state.json",
+        ("DELETE", "state"): "delete_state.json",
+    }
 
     def __init__(self, handler: Any) -> None:
         self.handler = handler

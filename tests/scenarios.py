@@ -20,7 +20,9 @@ def sequence(served: Served, rng: np.random.Generator, length: int) -> np.ndarra
     return rng.normal(size=(length, served.manifest.input.features)).astype(np.float32)
 
 
-def expected_chunk(served: Served, whole: np.ndarray, full: dict[str, np.ndarray], start: int, end: int) -> dict[str, np.ndarray]:
+def expected_chunk(
+    served: Served, whole: np.ndarray, full: dict[str, np.ndarray], start: int, end: int
+) -> dict[str, np.ndarray]:
     """What Keras gives for timesteps start..end of `whole` when run from a reset state over whole[:end]."""
     expected = {}
     for spec in served.manifest.outputs:
@@ -72,7 +74,9 @@ def check_interleaved_streams(client: Client, served: Served, rng: np.random.Gen
             assert reply.body["user_id"] == name
             assert reply.body["steps"] == start + size
             assert reply.body["state"] == ("continued" if start else "new")
-            assert_matches(reply.body["outputs"], expected_chunk(served, wholes[name], fulls[name], start, start + size))
+            assert_matches(
+                reply.body["outputs"], expected_chunk(served, wholes[name], fulls[name], start, start + size)
+            )
             sent[name] = start + size
     for name in names:
         state = client.state(name)

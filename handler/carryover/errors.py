@@ -47,6 +47,13 @@ class InvalidJson(InvalidRequest):
     code = "invalid_json"
 
 
+class Unprocessable(ApiError):
+    """A well-formed request the schema allows, that this model or these limits cannot apply."""
+
+    status = 422
+    code = "unprocessable"
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"

@@ -88,6 +88,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         405: "A known path with another method (see Allow).",
         409: "state_conflict, idempotency_key_reused, already_applied, outcome_unknown or state_incompatible.",
         413: "The body is larger than MAX_BODY_BYTES.",
+        422: "Allowed by the schema but not applicable: the model overflows on these values, or a keyed response too "
+        "large to record. Nothing changed.",
         500: "An unexpected failure, without internals.",
         503: "The state store is unavailable: retry after Retry-After, with the same Idempotency-Key.",
     }
@@ -132,7 +134,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                     "content": _content("PredictResponse"),
                     "links": {"GetState": _STATE_LINK},
                 },
-                **_errors(400, 403, 405, 409, 413, 500, 503),
+                **_errors(400, 403, 405, 409, 413, 422, 500, 503),
             },
         },
         ("/users/{user_id}/state", "GET"): {

@@ -21,11 +21,11 @@ from carryover.engine import Engine
 from carryover.errors import (
     AlreadyApplied,
     IdempotencyKeyReused,
-    InvalidRequest,
     NotFound,
     OutcomeUnknown,
     StateConflict,
     StateIncompatible,
+    Unprocessable,
 )
 from carryover.manifest import Manifest
 from carryover.observability import logger, metrics
@@ -124,6 +124,11 @@ class PredictionService:
                 return replay
         start = self._start(user_id, stored, request.reset)
         result = self.engine.run(request.array, start.state)
+        if not all(np.isfinite(values).all() for values in (*result.outputs.values(), *result.state)):
+            raise Unprocessable(
+                "inputs: the model gives non-finite outputs or state for these values (too large for it?); "
+                "nothing was saved"
+            )
         rows = len(request.inputs)
         reply = Reply(
             key=record.key if record else b"",
@@ -209,7 +214,7 @@ class PredictionService:
                 self.manifest.output_values(1) - self.manifest.output_values(0),
             )
             most = (REPLY_LIMIT_BYTES // 4 - last_only) // per_row  # per_row > 0: otherwise the size never grows
-            raise InvalidRequest(
+            raise Unprocessable(
                 f"inputs: with an Idempotency-Key, a request may carry at most {most} timesteps for this model "
                 f"(its response is recorded, {REPLY_LIMIT_BYTES} bytes at most); send fewer rows per request"
             )

@@ -114,14 +114,22 @@ def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str,
     """Medians over `runs` fresh processes, each timed from before it starts to its first response."""
     root = Path(__file__).resolve().parents[2]
     env = os.environ | {
-        "TABLE_NAME": TABLE, "MODEL_BUNDLE": str(bundle), "ENGINE": engine, "DYNAMODB_ENDPOINT": endpoint,
-        "PYTHONPATH": f"{root / 'handler'}{os.pathsep}{root}", "TRACING": "false",
+        "TABLE_NAME": TABLE,
+        "MODEL_BUNDLE": str(bundle),
+        "ENGINE": engine,
+        "DYNAMODB_ENDPOINT": endpoint,
+        "PYTHONPATH": f"{root / 'handler'}{os.pathsep}{root}",
+        "TRACING": "false",
     }
     measured = []
     for _ in range(runs):
         result = subprocess.run(
             [sys.executable, "-c", COLD_START, str(time.time()), str(root / "events" / "predict.json")],
-            capture_output=True, text=True, env=env, timeout=300, check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=True,
         )
         found = json.loads(result.stdout.strip().splitlines()[-1])
         assert not found["xray"], "the X-Ray SDK was imported with tracing off"
@@ -142,10 +150,16 @@ def cost_table(handler: HandlerClient, client: object, features: int) -> list[di
                 after = items.raw_item(client, TABLE, user)
                 assert after is not None
                 if count in (1, 10, 40):
-                    rows_found.append({
-                        "keys": keyed, "rows": rows, "after": count, "bytes": item_bytes(after),
-                        "rcu": read_units(before), "wcu": write_units(before, after),
-                    })
+                    rows_found.append(
+                        {
+                            "keys": keyed,
+                            "rows": rows,
+                            "after": count,
+                            "bytes": item_bytes(after),
+                            "rcu": read_units(before),
+                            "wcu": write_units(before, after),
+                        }
+                    )
     return rows_found
 
 
@@ -153,10 +167,14 @@ def print_cost_table(table: list[dict[str, object]]) -> None:
     print("\n| keys | rows per request | after requests | item bytes | RCU | WCU | USD per million requests |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in table:
-        usd = (float(row["rcu"]) * PRICES["read"] + float(row["wcu"]) * PRICES["write"])  # type: ignore[arg-type]
-        print(f"| {'yes' if row['keys'] else 'no'} | {row['rows']} | {row['after']} | {row['bytes']} | {row['rcu']} | {row['wcu']} | {usd:.3f} |")
-    print(f"prices: DynamoDB on-demand, {PRICES['region']}, as published {PRICES['date']}: "
-          f"${PRICES['write']} per million write request units, ${PRICES['read']} per million read request units")
+        usd = float(row["rcu"]) * PRICES["read"] + float(row["wcu"]) * PRICES["write"]  # type: ignore[arg-type]
+        print(
+            f"| {'yes' if row['keys'] else 'no'} | {row['rows']} | {row['after']} | {row['bytes']} | {row['rcu']} | {row['wcu']} | {usd:.3f} |"
+        )
+    print(
+        f"prices: DynamoDB on-demand, {PRICES['region']}, as published {PRICES['date']}: "
+        f"${PRICES['write']} per million write request units, ${PRICES['read']} per million read request units"
+    )
 
 
 def main() -> None:
@@ -176,13 +194,18 @@ def main() -> None:
     manifest = litert.manifest
     model = keras.saving.load_model(args.bundle / manifest.files["tensorflow"], compile=False)
     engines: dict[str, Engine] = {
-        "a": SeedApproach(model, manifest), "b": tensorflow.engine, "c": litert.engine,
+        "a": SeedApproach(model, manifest),
+        "b": tensorflow.engine,
+        "c": litert.engine,
     }
     labels = {"a": "seed approach (assign + predict)", "b": "TensorFlow engine", "c": "LiteRT engine"}
 
     calls = {"GetItem": 0, "PutItem": 0}
     for operation in calls:
-        client.meta.events.register(f"before-call.dynamodb.{operation}", lambda operation=operation, **_: calls.__setitem__(operation, calls[operation] + 1))
+        client.meta.events.register(
+            f"before-call.dynamodb.{operation}",
+            lambda operation=operation, **_: calls.__setitem__(operation, calls[operation] + 1),
+        )
 
     settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
     row = [[0.1] * manifest.input.features]
@@ -195,26 +218,41 @@ def main() -> None:
         per_request = {op: (calls[op] - before[op]) / (count + 3) for op in calls}
         latency[key] = {"p50": percentile(samples, 50), "p99": percentile(samples, 99), "calls": per_request}
         repeats = 30 if key != "a" else 10
-        compute[key] = {"1": time_engine(engine, manifest, 1, repeats), "100": time_engine(engine, manifest, 100, max(5, repeats // 3))}
+        compute[key] = {
+            "1": time_engine(engine, manifest, 1, repeats),
+            "100": time_engine(engine, manifest, 100, max(5, repeats // 3)),
+        }
 
     cold = {engine: cold_start(args.bundle, engine, dynamodb.endpoint, runs=3) for engine in ("tensorflow", "litert")}
     costs = cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest.input.features)
     dynamodb.stop()
 
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model {manifest.name} "
-          f"(LSTM {manifest.states[0].units}); one 1-timestep request per call; local DynamoDB over HTTP\n")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model {manifest.name} "
+        f"(LSTM {manifest.states[0].units}); one 1-timestep request per call; local DynamoDB over HTTP\n"
+    )
     print("| | p50 ms | p99 ms | engine ms / 1 step | engine ms / 100 steps |")
     print("| --- | --- | --- | --- | --- |")
     for key in engines:
-        print(f"| ({key}) {labels[key]} | {latency[key]['p50']:.2f} | {latency[key]['p99']:.2f} | {compute[key]['1']:.3f} | {compute[key]['100']:.2f} |")
-    print(f"\nwarm p50 ratio a/b: {latency['a']['p50'] / latency['b']['p50']:.1f}x, a/c: {latency['a']['p50'] / latency['c']['p50']:.1f}x")
-    print(f"engine per step ratio a/b: {compute['a']['1'] / compute['b']['1']:.1f}x, a/c: {compute['a']['1'] / compute['c']['1']:.1f}x; "
-          f"per 100 steps a/b: {compute['a']['100'] / compute['b']['100']:.1f}x, a/c: {compute['a']['100'] / compute['c']['100']:.1f}x")
-    print("\n| cold start, tracing off (fresh process to first response) | imports s | model load s | first request s | total s | peak RSS MB |")
+        print(
+            f"| ({key}) {labels[key]} | {latency[key]['p50']:.2f} | {latency[key]['p99']:.2f} | {compute[key]['1']:.3f} | {compute[key]['100']:.2f} |"
+        )
+    print(
+        f"\nwarm p50 ratio a/b: {latency['a']['p50'] / latency['b']['p50']:.1f}x, a/c: {latency['a']['p50'] / latency['c']['p50']:.1f}x"
+    )
+    print(
+        f"engine per step ratio a/b: {compute['a']['1'] / compute['b']['1']:.1f}x, a/c: {compute['a']['1'] / compute['c']['1']:.1f}x; "
+        f"per 100 steps a/b: {compute['a']['100'] / compute['b']['100']:.1f}x, a/c: {compute['a']['100'] / compute['c']['100']:.1f}x"
+    )
+    print(
+        "\n| cold start, tracing off (fresh process to first response) | imports s | model load s | first request s | total s | peak RSS MB |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for engine, result in cold.items():
-        print(f"| {engine} | {result['imports']:.3f} | {result['model load']:.3f} | {result['first request']:.3f} | "
-              f"{result['seconds']:.3f} | {result['rss_mb']:.0f} |")
+        print(
+            f"| {engine} | {result['imports']:.3f} | {result['model load']:.3f} | {result['first request']:.3f} | "
+            f"{result['seconds']:.3f} | {result['rss_mb']:.0f} |"
+        )
     print(f"\ncold start ratio LiteRT/TensorFlow: {cold['litert']['seconds'] / cold['tensorflow']['seconds']:.3f}")
     reads, writes = latency["c"]["calls"]["GetItem"], latency["c"]["calls"]["PutItem"]
     print(f"\nDynamoDB calls per request: {reads:.0f} GetItem (strongly consistent) and {writes:.0f} PutItem")

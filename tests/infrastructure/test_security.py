@@ -12,9 +12,10 @@ import pytest
 from samcli.yamlhelper import yaml_parse
 from samtranslator.translator.transform import transform
 
+from carryover.routes import ROUTES as HANDLER_ROUTES
 from infra.table import TEMPLATE
 
-ROUTES = ("PredictRoute", "GetStateRoute", "DeleteStateRoute", "GetModelRoute")
+ROUTES = ("PredictRoute", "GetStateRoute", "DeleteStateRoute", "GetModelRoute", "HealthRoute", "DefaultRoute")
 TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
@@ -59,24 +60,31 @@ def test_auth_mode_defaults_to_iam(translated):
     assert translated["Parameters"]["AuthMode"]["AllowedValues"] == ["IAM", "JWT", "NONE"]
 
 
-@pytest.mark.parametrize(("mode", "authorization", "authorizer"), [
-    ("IAM", "AWS_IAM", None), ("JWT", "JWT", {"Ref": "JwtAuthorizer"}), ("NONE", "NONE", None),
-])
+@pytest.mark.parametrize(
+    ("mode", "authorization", "authorizer"),
+    [
+        ("IAM", "AWS_IAM", None),
+        ("JWT", "JWT", {"Ref": "JwtAuthorizer"}),
+        ("NONE", "NONE", None),
+    ],
+)
 def test_every_route_is_authorized_as_the_auth_mode_says(translated, mode, authorization, authorizer):
     resources = translated["Resources"]
     for route in ROUTES:
         properties = resources[route]["Properties"]
         assert resolve(properties["AuthorizationType"], auth_conditions(mode)) == authorization, route
         assert resolve(properties["AuthorizerId"], auth_conditions(mode)) == authorizer, route
-    assert {resources[r]["Properties"]["RouteKey"] for r in ROUTES} == {
-        "POST /users/{user_id}/predict", "GET /users/{user_id}/state", "DELETE /users/{user_id}/state", "GET /model",
-    }
+    routes = {f"{method} {path}" for path, methods in HANDLER_ROUTES.items() for method in methods}
+    assert {resources[r]["Properties"]["RouteKey"] for r in ROUTES} == routes | {"$default"}
 
 
 def test_jwt_authorizer_checks_issuer_and_audience_and_the_handler_checks_the_subject(translated):
     authorizer = translated["Resources"]["JwtAuthorizer"]
     assert authorizer["Condition"] == "UseJwt"
-    assert authorizer["Properties"]["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"}, "Audience": [{"Ref": "JwtAudience"}]}
+    assert authorizer["Properties"]["JwtConfiguration"] == {
+        "Issuer": {"Ref": "JwtIssuer"},
+        "Audience": [{"Ref": "JwtAudience"}],
+    }
     assert "JwtNeedsIssuerAndAudience" in translated["Rules"]
     env = translated["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
     assert env["AUTH_MODE"] == {"Ref": "AuthMode"}
@@ -91,7 +99,8 @@ def test_function_role_reaches_only_its_own_table(translated):
         assert set(actions) <= TABLE_ACTIONS, actions
         assert statement["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
     assert sorted(arn.rsplit("/", 1)[1] for arn in role["ManagedPolicyArns"]) == [
-        "AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess",
+        "AWSLambdaBasicExecutionRole",
+        "AWSXrayWriteOnlyAccess",
     ]
 
 
@@ -101,7 +110,11 @@ def test_table_is_encrypted_recoverable_expiring_and_retained(translated):
     properties = table["Properties"]
     sse = properties["SSESpecification"]
     assert resolve(sse, {"UseTableKmsKey": False}) == {"SSEEnabled": False}  # an AWS owned key
-    assert resolve(sse, {"UseTableKmsKey": True}) == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"}}
+    assert resolve(sse, {"UseTableKmsKey": True}) == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"},
+    }
     assert translated["Parameters"]["TableKmsKeyArn"]["Default"] == ""
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["TimeToLiveSpecification"]["Enabled"] is True
@@ -109,14 +122,19 @@ def test_table_is_encrypted_recoverable_expiring_and_retained(translated):
 
 def test_stage_is_throttled_by_parameters(translated):
     settings = translated["Resources"]["ApiStage"]["Properties"]["DefaultRouteSettings"]
-    assert settings == {"ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}, "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"}}
+    assert settings == {
+        "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
+    }
 
 
 def test_only_the_api_may_invoke_the_function(translated):
     permission = translated["Resources"]["ApiInvokesFunction"]["Properties"]
     assert permission["Principal"] == "apigateway.amazonaws.com"
     assert "${HttpApi}" in permission["SourceArn"]["Fn::Sub"]
-    assert translated["Resources"]["FunctionIntegration"]["Properties"]["IntegrationUri"] == {"Ref": "PredictFunctionAliaslive"}
+    assert translated["Resources"]["FunctionIntegration"]["Properties"]["IntegrationUri"] == {
+        "Ref": "PredictFunctionAliaslive"
+    }
 
 
 def test_api_stage_writes_json_access_logs_to_a_log_group_with_retention(translated):
@@ -124,8 +142,11 @@ def test_api_stage_writes_json_access_logs_to_a_log_group_with_retention(transla
     assert stage["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     fields = json.loads(stage["Format"])
     for field, variable in {
-        "requestId": "$context.requestId", "routeKey": "$context.routeKey", "status": "$context.status",
-        "responseLatency": "$context.responseLatency", "integrationError": "$context.integrationErrorMessage",
+        "requestId": "$context.requestId",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "responseLatency": "$context.responseLatency",
+        "integrationError": "$context.integrationErrorMessage",
     }.items():
         assert fields[field] == variable
     group = translated["Resources"]["ApiAccessLogGroup"]["Properties"]
@@ -165,11 +186,16 @@ def test_checkov_passes_with_every_skip_explained():
     env = os.environ | {"BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "ERROR"}
     result = subprocess.run(
         [str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation", "--skip-download", "--output", "json"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     report = json.loads(result.stdout)
     summary = report["summary"]
-    assert summary["failed"] == 0 and result.returncode == 0, [c["check_id"] for c in report["results"]["failed_checks"]]
+    assert summary["failed"] == 0 and result.returncode == 0, [
+        c["check_id"] for c in report["results"]["failed_checks"]
+    ]
     assert summary["passed"] >= 8
     skipped = report["results"]["skipped_checks"]
     assert {c["check_id"] for c in skipped} >= {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173", "CKV_AWS_119"}

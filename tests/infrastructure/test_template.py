@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from carryover.openapi import render
 from carryover.state_item import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from carryover.state_store import dynamodb_client
 from infra.local.dynamodb import EmbeddedDynamoDB
@@ -24,7 +25,11 @@ SAM = Path(sys.executable).parent / "sam"
 def test_sam_validate_lint_passes():
     env = os.environ | {"SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
     result = subprocess.run(
-        [str(SAM), "validate", "--lint", "--template", str(TEMPLATE)], capture_output=True, text=True, env=env, timeout=300
+        [str(SAM), "validate", "--lint", "--template", str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout
@@ -63,15 +68,26 @@ def test_sam_build_fits_lambda_with_room_to_spare(tmp_path, served):
     }
     result = subprocess.run(
         [str(SAM), "build", "--template", str(TEMPLATE), "--build-dir", str(tmp_path / "build")],
-        capture_output=True, text=True, env=env, timeout=600, cwd=TEMPLATE.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=TEMPLATE.parent,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    parts = {name: _unzipped_mb(tmp_path / "build" / name) for name in ("PredictFunction", "RuntimeLayer", "ModelLayer")}
+    parts = {
+        name: _unzipped_mb(tmp_path / "build" / name) for name in ("PredictFunction", "RuntimeLayer", "ModelLayer")
+    }
     assert sum(parts.values()) <= 150, parts
     site = tmp_path / "build" / "RuntimeLayer" / "python"
-    assert (site / "ai_edge_litert").is_dir() and not (site / "tensorflow").exists() and not (site / "botocore").exists()
+    assert (
+        (site / "ai_edge_litert").is_dir() and not (site / "tensorflow").exists() and not (site / "botocore").exists()
+    )
     assert list(site.glob("numpy/_core/_multiarray_umath.cpython-313-aarch64-linux-gnu.so"))
-    assert sorted(p.name for p in (tmp_path / "build" / "ModelLayer" / "model").iterdir()) == ["manifest.json", "step.tflite"]
+    assert sorted(p.name for p in (tmp_path / "build" / "ModelLayer" / "model").iterdir()) == [
+        "manifest.json",
+        "step.tflite",
+    ]
     assert (tmp_path / "build" / "PredictFunction" / "app.py").is_file()
 
 
@@ -122,9 +138,17 @@ def test_existing_table_without_ttl_gets_it():
         client = boto3.client("dynamodb")
         properties = table_properties()
         client.create_table(
-            TableName="old", AttributeDefinitions=properties["AttributeDefinitions"],
-            KeySchema=properties["KeySchema"], BillingMode="PAY_PER_REQUEST",
+            TableName="old",
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            KeySchema=properties["KeySchema"],
+            BillingMode="PAY_PER_REQUEST",
         )
         ensure_table(client, "old")
         ttl = client.describe_time_to_live(TableName="old")["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", TTL_ATTRIBUTE)
+
+
+def test_committed_openapi_document_is_the_generated_one():
+    """openapi.json is generated (`make openapi`), never edited: it must be what the code generates now."""
+    committed = (TEMPLATE.parent / "openapi.json").read_text()
+    assert committed == render(), "openapi.json is stale: run `make openapi`"

@@ -36,7 +36,8 @@ def make_client(dynamodb: Any, served: dict[str, Served]) -> Callable[..., Handl
         """A handler as a cold start would build it; `environ` adds configuration (MAX_TIMESTEPS=50 unless given)."""
         clock = {"clock": clock} if clock else {}
         settings = Settings.from_env(
-            {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served[model].path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)} | environ
+            {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served[model].path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)}
+            | environ
         )
         return HandlerClient(build_handler(settings, served[model].bundles[engine], client, **clock))
 

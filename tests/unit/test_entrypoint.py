@@ -51,6 +51,9 @@ def test_event_files_drive_every_route(entrypoint):
     assert model.body["states"] == [{"layer": "lstm", "kind": "LSTM", "tensors": ["h", "c"], "shapes": [[320], [320]]}]
     assert model.body["version"] == predicted.body["model"]["version"] and model.body["engine"] == "litert"
 
+    health = client.invoke(load_event("get_health.json"))
+    assert health.status == 200 and health.body["status"] == "ok" and health.body["store"] == "reachable"
+
     assert client.invoke(load_event("delete_state.json")).status == 204
     assert client.invoke(load_event("get_state.json")).status == 404
 
@@ -105,6 +108,8 @@ def test_tensorflow_engine_on_the_model_layer_fails_in_one_line(layer_bundle):
 
 def test_tensorflow_engine_without_tensorflow_fails_in_one_line(served, monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find_spec(name, *a)
+    )
     message = cold_start_error(served["seed"].path, "tensorflow")
     assert "TensorFlow is not installed" in message and "ENGINE=litert" in message and "container image" in message

@@ -68,7 +68,9 @@ def test_replay_is_the_same_bytes(make_client):
 def test_same_request_written_differently_is_the_same_request(make_client):
     client = make_client()
     first = predict(client, [[1, 2, 3, 4, 5, 6, 7, 8]], key="k")
-    again = predict(client, None, key="k", raw_body='{ "inputs" : [[1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0]] , "reset": false }')
+    again = predict(
+        client, None, key="k", raw_body='{ "inputs" : [[1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0]] , "reset": false }'
+    )
     assert again.status == 200 and again.body == first.body
 
 
@@ -159,13 +161,16 @@ def test_only_the_newest_keys_are_kept(make_client, dynamodb):
 
 
 def test_keyed_response_too_large_to_record_is_refused_up_front(make_client, dynamodb):
-    """At the largest allowed settings a keyed request whose response cannot be recorded is a 400 saying
+    """At the largest allowed settings a keyed request whose response cannot be recorded is a 422 saying
     why, before anything runs; without a key the same request is applied."""
     client = make_client(MAX_TIMESTEPS="60000", MAX_BODY_BYTES=str(10 * 1024 * 1024))
     many = [[0.25] * 8] * 45_000
     refused = predict(client, many, key="huge")
-    assert refused.status == 400 and refused.body["error"]["code"] == "invalid_request"
-    assert "at most 16384 timesteps" in refused.body["error"]["message"] and "Idempotency-Key" in refused.body["error"]["message"]
+    assert refused.status == 422 and refused.body["error"]["code"] == "unprocessable"
+    assert (
+        "at most 16384 timesteps" in refused.body["error"]["message"]
+        and "Idempotency-Key" in refused.body["error"]["message"]
+    )
     assert raw_item(dynamodb, USER) is None
     assert predict(client, many[:16_384], key="largest").status == 200
     assert predict(client, many).body["steps"] == 16_384 + 45_000

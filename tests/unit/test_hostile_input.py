@@ -20,7 +20,11 @@ bodies = st.one_of(
     st.none(),
     st.text(max_size=200),
     json_values.map(json.dumps),
-    st.builds(lambda inputs, extra: json.dumps({"inputs": inputs, **extra}), json_values, st.dictionaries(st.text(max_size=6), json_values, max_size=2)),
+    st.builds(
+        lambda inputs, extra: json.dumps({"inputs": inputs, **extra}),
+        json_values,
+        st.dictionaries(st.text(max_size=6), json_values, max_size=2),
+    ),
     st.lists(st.lists(st.floats(width=32, allow_nan=False), min_size=8, max_size=8), min_size=1, max_size=4).map(
         lambda rows: json.dumps({"inputs": rows})
     ),

@@ -37,7 +37,12 @@ BAD_PREDICT_BODIES = [
     ("row not a list", body([1.0]), "invalid_request", ["inputs[0]", "list"]),
     ("inputs not a list", body("abc"), "invalid_request", ["inputs", "list"]),
     ("empty inputs", body([]), "invalid_request", ["inputs", "at least one timestep"]),
-    ("too many timesteps", body([ROW] * (MAX_TIMESTEPS + 1)), "invalid_request", ["inputs", f"at most {MAX_TIMESTEPS}"]),
+    (
+        "too many timesteps",
+        body([ROW] * (MAX_TIMESTEPS + 1)),
+        "invalid_request",
+        ["inputs", f"at most {MAX_TIMESTEPS}"],
+    ),
     ("reset not a boolean", body([ROW], reset="yes"), "invalid_request", ["reset", "true or false"]),
 ]
 
@@ -111,7 +116,10 @@ def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dyna
             TableName=TABLE,
             Key=items.key(USER),
             UpdateExpression="SET revision = revision + :one, writes = :w",
-            ExpressionAttributeValues={":one": {"N": "1"}, ":w": {"B": f"rival-{len(rival_writes):02d}".encode() + history[:120]}},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":w": {"B": f"rival-{len(rival_writes):02d}".encode() + history[:120]},
+            },
         )
 
     dynamodb.meta.events.register("before-call.dynamodb.PutItem", rival)
@@ -136,3 +144,15 @@ def test_unexpected_failure_is_500_without_internals(make_client, served, monkey
     assert_error(reply, 500, "internal_error", ["internal error"])
     assert "secret" not in json.dumps(reply.body)
     assert raw_item(dynamodb, USER) is None
+
+
+def test_inputs_that_make_the_model_overflow_are_422_and_save_nothing(make_client, dynamodb):
+    """Values within float32 but far beyond what the model saw overflow LiteRT's step to NaN (the TensorFlow
+    engine happens to stay finite on them): refused, the saved state untouched."""
+    client = make_client(engine="litert")
+    assert client.predict(USER, [ROW]).status == 200
+    before = raw_item(dynamodb, USER)
+    reply = client.predict(USER, [[3.4e38, -3.4e38, 3.4e38, 1e38, -1e38, 3e38, 2e38, -2e38]] * 5)
+    assert_error(reply, 422, "unprocessable", ["inputs", "non-finite", "nothing was saved"])
+    assert raw_item(dynamodb, USER) == before
+    assert client.predict(USER, [ROW]).body["steps"] == 2

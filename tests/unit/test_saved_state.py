@@ -49,7 +49,17 @@ def test_expired_item_not_yet_deleted_counts_as_absent(make_client, dynamodb):
 def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
     make_client().predict("u4", [ROW] * 3)
     item = raw_item(dynamodb, "u4")
-    assert set(item) == {"user_id", "model", "model_version", "state", "steps", "revision", "writes", "updated_at", "expires_at"}
+    assert set(item) == {
+        "user_id",
+        "model",
+        "model_version",
+        "state",
+        "steps",
+        "revision",
+        "writes",
+        "updated_at",
+        "expires_at",
+    }
     assert len(item["writes"]["B"]) == 8
     assert (item["steps"]["N"], item["revision"]["N"]) == ("3", "1")
     manifest = served["seed"].manifest

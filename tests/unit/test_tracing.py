@@ -37,13 +37,22 @@ def endpoint():
 
 
 def cold_start(served, endpoint: str, **environ: str) -> dict:
-    env = os.environ | environ | {
-        "TABLE_NAME": "traced", "MODEL_BUNDLE": str(served["seed"].path), "DYNAMODB_ENDPOINT": endpoint,
-        "PYTHONPATH": f"{ROOT / 'handler'}{os.pathsep}{ROOT}",
-    }
+    env = (
+        os.environ
+        | environ
+        | {
+            "TABLE_NAME": "traced",
+            "MODEL_BUNDLE": str(served["seed"].path),
+            "DYNAMODB_ENDPOINT": endpoint,
+            "PYTHONPATH": f"{ROOT / 'handler'}{os.pathsep}{ROOT}",
+        }
+    )
     result = subprocess.run(
         [sys.executable, "-c", INVOKE, str(ROOT / "events" / "predict.json")],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -59,8 +68,13 @@ def test_tracing_on_records_the_invocation_and_its_dynamodb_calls(served, endpoi
     daemon.bind(("127.0.0.1", 0))
     daemon.settimeout(5)
     found = cold_start(
-        served, endpoint, TRACING="true", LAMBDA_TASK_ROOT=str(ROOT / "handler"), _X_AMZN_TRACE_ID=TRACE_ID,
-        AWS_LAMBDA_FUNCTION_NAME="carryover-test", AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
+        served,
+        endpoint,
+        TRACING="true",
+        LAMBDA_TASK_ROOT=str(ROOT / "handler"),
+        _X_AMZN_TRACE_ID=TRACE_ID,
+        AWS_LAMBDA_FUNCTION_NAME="carryover-test",
+        AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
     )
     assert found["status"] == 200 and "aws_xray_sdk.core" in found["xray"]
     segments = []
