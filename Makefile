@@ -28,6 +28,7 @@ $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet pip==25.3
 	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps -e client
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
@@ -46,9 +47,10 @@ run: model
 	$(PY) -m infra.local $(BUNDLE)
 
 lint: venv
-	$(VENV)/bin/ruff check handler layers infra
-	$(VENV)/bin/ruff format --check handler layers infra
+	$(VENV)/bin/ruff check handler layers infra client
+	$(VENV)/bin/ruff format --check handler layers infra client
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict client/carryover_client
 
 test: lint $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest

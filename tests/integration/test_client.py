@@ -1,0 +1,140 @@
+"""The Python client (`client/`) against the local API: streams match Keras, every request applied once
+through 503s, conflicts and lost answers, and the auth headers each AuthMode expects."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from botocore.credentials import Credentials
+from carryover_client import ApiError, Bearer, Client, SigV4
+
+from carryover.composition import build_client, build_service
+from carryover.config import Settings
+from carryover.routes import create_lambda_handler
+from infra.local.dynamodb import EmbeddedDynamoDB
+from infra.local.server import LocalApi
+from infra.table import ensure_table
+from layers.model.reference import reference_outputs
+from tests import scenarios
+from tests.faults import error_response
+
+
+@pytest.fixture(scope="module")
+def local(served):
+    """The local API over an embedded DynamoDB, with the store's client at hand to break."""
+    store = EmbeddedDynamoDB().start()
+    settings = Settings.from_env({"TABLE_NAME": "client", "MODEL_BUNDLE": str(served["seed"].path), "DYNAMODB_ENDPOINT": store.endpoint})
+    dynamodb = build_client(settings)
+    ensure_table(dynamodb, "client")
+    service = build_service(settings, served["seed"].bundles["litert"], dynamodb)
+    api = LocalApi(lambda: create_lambda_handler(service, settings), port=0).start_background()
+    yield api.url, dynamodb
+    api.stop()
+    store.stop()
+
+
+def test_stream_in_chunks_matches_keras(local, served):
+    url, _ = local
+    seed, user = served["seed"], scenarios.new_user()
+    whole = scenarios.sequence(seed, np.random.default_rng(30), 23)
+    full = reference_outputs(seed.keras_model, seed.graph, whole)
+    answers = list(Client(url).stream(user, whole.tolist(), chunk=5))
+    assert [a.steps for a in answers] == [5, 10, 15, 20, 23]
+    assert [a.state for a in answers] == ["new"] + ["continued"] * 4
+    for index, answer in enumerate(answers):
+        scenarios.assert_matches(answer.outputs, scenarios.expected_chunk(seed, whole, full, index * 5, answer.steps))
+    client = Client(url)
+    assert client.state(user)["steps"] == 23
+    client.delete(user)
+    assert client.state(user) is None
+    assert client.model()["name"] == "seed_lstm" and client.health()["status"] == "ok"
+
+
+def test_503_is_retried_after_retry_after_and_applied_once(local):
+    url, dynamodb = local
+    failures = []
+
+    def unavailable(request, **kwargs):
+        if len(failures) < 3:  # every attempt the handler's DynamoDB client makes for one request
+            failures.append(1)
+            return error_response(503, "ServiceUnavailable")(request, **kwargs)
+        return None
+
+    dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", unavailable)
+    waits: list[float] = []
+    try:
+        answer = Client(url, sleep=waits.append).predict("retried", [[0.5] * 8])
+    finally:
+        dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", unavailable)
+    assert waits == [1.0] and answer.steps == 1 and not answer.replayed
+    assert Client(url).state("retried")["steps"] == 1
+
+
+def test_a_lost_answer_is_retried_with_the_same_key_and_applied_once(local):
+    """The write lands but the answer comes after the client gave up: the retry gets the recorded answer."""
+    url, dynamodb = local
+    slowed = threading.Event()
+
+    def slow_answer(**_):
+        if not slowed.is_set():
+            slowed.set()
+            time.sleep(2.5)
+
+    dynamodb.meta.events.register("after-call.dynamodb.PutItem", slow_answer)
+    try:
+        answer = Client(url, timeout=1.0, sleep=lambda _: None).predict("slow", [[0.5] * 8] * 3)
+    finally:
+        dynamodb.meta.events.unregister("after-call.dynamodb.PutItem", slow_answer)
+    assert slowed.is_set() and answer.replayed and answer.steps == 3
+    assert Client(url).state("slow")["steps"] == 3
+
+
+def test_refusals_are_not_retried(local):
+    url, _ = local
+    waits: list[float] = []
+    with pytest.raises(ApiError) as raised:
+        Client(url, sleep=waits.append).predict("refused", [[0.5] * 3])
+    assert raised.value.status == 400 and raised.value.code == "invalid_request" and "8 features" in raised.value.message
+    assert waits == []
+
+
+class _Recorder:
+    """A stand-in Lambda handler that keeps the events it gets."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def __call__(self, event, context):
+        self.events.append(event)
+        return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps({"name": "m"})}
+
+
+@pytest.fixture
+def recorder():
+    recorded = _Recorder()
+    api = LocalApi(lambda: recorded, port=0).start_background()
+    yield api.url, recorded
+    api.stop()
+
+
+def test_sigv4_signs_for_execute_api_in_the_region(recorder):
+    url, recorded = recorder
+    Client(url, auth=SigV4("eu-west-1", Credentials("AKIDEXAMPLE", "secret", "token"))).model()
+    headers = recorded.events[-1]["headers"]
+    assert re.fullmatch(
+        r"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/eu-west-1/execute-api/aws4_request, "
+        r"SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}",
+        headers["authorization"],
+    )
+    assert re.fullmatch(r"\d{8}T\d{6}Z", headers["x-amz-date"]) and headers["x-amz-security-token"] == "token"
+
+
+def test_bearer_token_for_jwt(recorder):
+    url, recorded = recorder
+    Client(url, auth=Bearer("eyJ.example.token")).model()
+    assert recorded.events[-1]["headers"]["authorization"] == "Bearer eyJ.example.token"
