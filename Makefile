@@ -12,7 +12,7 @@ export PYTHONPATH := handler:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv model run lint test bench build lock clean openapi
+.PHONY: help venv model run lint test bench build lock clean openapi example
 
 help:
 	@echo "make run    serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$${PORT:-3000}"
@@ -62,6 +62,9 @@ build: model
 	PATH="$(abspath $(VENV))/bin:$$PATH" MODEL_BUNDLE_DIR="$(abspath $(BUNDLE))" SAM_CLI_TELEMETRY=0 \
 		$(VENV)/bin/sam build --template template.yaml
 	du -sh .aws-sam/build/*/
+
+example: model
+	$(PY) -m examples.stream_chart $(BUNDLE) docs/stream.png
 
 openapi: venv
 	$(PY) -m carryover.openapi > openapi.json

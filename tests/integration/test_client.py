@@ -138,3 +138,11 @@ def test_bearer_token_for_jwt(recorder):
     url, recorded = recorder
     Client(url, auth=Bearer("eyJ.example.token")).model()
     assert recorded.events[-1]["headers"]["authorization"] == "Bearer eyJ.example.token"
+
+
+def test_example_chart_streams_through_the_client_and_matches_keras(served, tmp_path):
+    from examples.stream_chart import stream_and_chart
+
+    out = tmp_path / "stream.png"
+    worst = stream_and_chart(served["seed"].path, out, length=60)
+    assert worst <= 1e-5 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
