@@ -1,54 +1,83 @@
 # The commands people type. Everything installs into .venv from requirements.lock (pinned).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+SAM := PATH="$(abspath $(VENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam
 # checkov pins libraries of its own: it gets a virtual environment apart from the project's
 CHECKOV_VENV := .venv-checkov
 BUILD := .build
 DEMO_MODEL := $(BUILD)/demo.keras
 MODEL ?= $(DEMO_MODEL)
 BUNDLE ?= $(BUILD)/bundle
+PORT ?= 3000
+# What an export depends on: the bundle is rebuilt only when the model, its path or one of these changed.
+EXPORTER := $(wildcard layers/model/*.py handler/carryover/engine/*.py) handler/carryover/keras_graph.py \
+	handler/carryover/manifest.py
 export PYTHONPATH := handler:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv model run lint test bench build lock clean openapi example
+.PHONY: help venv preflight model run lint test bench build deploy smoke example openapi lock clean clean-state FORCE
 
 help:
-	@echo "make run    serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$${PORT:-3000}"
-	@echo "make test   lint (ruff, mypy) and run the whole test suite"
-	@echo "make model  export MODEL (default: the demo) into a verified bundle at $(BUNDLE)"
-	@echo "make bench  measure latency, compute, cold start and DynamoDB cost on the bundle"
-	@echo "make build  sam build: the Lambda zip and its layers, into .aws-sam/build"
+	@echo "make run          serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$(PORT)"
+	@echo "make test         lint (ruff, mypy) and run the whole test suite"
+	@echo "make model        export MODEL (default: the demo) into a verified bundle at $(BUNDLE)"
+	@echo "make bench        measure latency, compute, cold start and DynamoDB cost on the bundle"
+	@echo "make build        sam build: the Lambda zip and its layers, into .aws-sam/build"
+	@echo "make deploy       build, then sam deploy (guided the first time, then from samconfig.toml)"
+	@echo "make smoke URL=…  call a deployed API with the client, signed with your AWS credentials"
+	@echo "make example      stream a sequence through the local API and chart it (docs/stream.png)"
+	@echo "make clean-state  forget every user's state kept by the local API's embedded store"
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock
-	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet pip==25.3
-	$(VENV)/bin/pip install --quiet -r requirements.lock
-	$(VENV)/bin/pip install --quiet --no-deps -e client
-	touch $@
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	@echo "==> installing $$(grep -c '==' requirements.lock) pinned packages into $(VENV) (once; about a minute)"
+	@start=$$SECONDS; $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet pip==25.3 && \
+	$(VENV)/bin/pip install --no-deps -r requirements.lock 2>&1 | awk -v total=$$(grep -c '==' requirements.lock) \
+		'/^Collecting/ {n++; printf "\r    %d/%d %-50s", n, total, $$2; fflush()} /ERROR|error:/ {print} \
+		 /^Installing collected/ {printf "\n    unpacking...\n"; fflush()}' && \
+	$(VENV)/bin/pip install --quiet --no-deps -e client && \
+	echo "==> installed in $$((SECONDS - start)) s"
+	@touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
+	@echo "==> installing checkov into $(CHECKOV_VENV) (once)"
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet pip==25.3
 	$(CHECKOV_VENV)/bin/pip install --quiet --no-deps -r requirements-checkov.lock
-	touch $@
+	@touch $@
+
+preflight:
+	@$(PYTHON) infra/local/preflight.py $(PORT) $(filter-out $(DEMO_MODEL),$(MODEL))
 
 $(DEMO_MODEL): layers/model/demo.py | venv
-	$(PY) -m layers.model.demo $@
+	@$(PY) -m layers.model.demo $@
 
-model: venv $(MODEL)
-	$(PY) -m layers.model.export $(MODEL) $(BUNDLE)
+ifneq ($(MODEL),$(DEMO_MODEL))
+$(MODEL):
+	@echo "MODEL=$(MODEL): no such file; give the path of a .keras file" >&2; exit 1
+endif
 
-run: model
-	$(PY) -m infra.local $(BUNDLE)
+# Which model the bundle was made from: a different MODEL is a different bundle even if older on disk.
+$(BUILD)/model-source: FORCE
+	@mkdir -p $(BUILD); echo "$(abspath $(MODEL))" | cmp -s - $@ || echo "$(abspath $(MODEL))" > $@
+
+$(BUNDLE)/manifest.json: $(MODEL) $(BUILD)/model-source $(EXPORTER) | venv
+	@$(PY) -m layers.model.export $(MODEL) $(BUNDLE)
+
+model: $(BUNDLE)/manifest.json
+
+run: preflight model
+	@PORT=$(PORT) $(PY) -m infra.local $(BUNDLE)
 
 lint: venv
-	$(VENV)/bin/ruff check handler layers infra client
-	$(VENV)/bin/ruff format --check handler layers infra client
+	$(VENV)/bin/ruff check handler layers infra client examples
+	$(VENV)/bin/ruff format --check handler layers infra client examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict client/carryover_client
 
@@ -59,9 +88,16 @@ bench: model
 	$(PY) -m tests.benchmarks.bench $(BUNDLE)
 
 build: model
-	PATH="$(abspath $(VENV))/bin:$$PATH" MODEL_BUNDLE_DIR="$(abspath $(BUNDLE))" SAM_CLI_TELEMETRY=0 \
-		$(VENV)/bin/sam build --template template.yaml
+	MODEL_BUNDLE_DIR="$(abspath $(BUNDLE))" $(SAM) build --template template.yaml
 	du -sh .aws-sam/build/*/
+
+# Guided the first time (it saves the answers to samconfig.toml, region included), then from samconfig.toml.
+deploy: build
+	@if grep -q '^region' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
+smoke: venv
+	@test -n "$(URL)" || { echo "usage: make smoke URL=https://<api-id>.execute-api.<region>.amazonaws.com" >&2; exit 1; }
+	@$(PY) -m examples.smoke "$(URL)"
 
 example: model
 	$(PY) -m examples.stream_chart $(BUNDLE) docs/stream.png
@@ -72,6 +108,9 @@ openapi: venv
 lock: venv
 	$(VENV)/bin/pip install --quiet -r requirements.in
 	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
+
+clean-state:
+	rm -f $(BUILD)/local-dynamodb.jsonl
 
 clean:
 	rm -rf $(BUILD) .aws-sam

@@ -77,8 +77,22 @@ def stream_and_chart(bundle: Path, out: Path, url: str | None = None, length: in
     for bound in bounds[:-1]:
         top.axvline(bound + 0.5, color="0.92", linewidth=0.8, zorder=0)
     top.plot(steps, expected, color="tab:blue", linewidth=2.2, label="Keras, whole sequence at once")
-    top.plot(steps, streamed_values, "o", color="tab:orange", markersize=2.6, label=f"API, {len(bounds)} requests of 1-16 steps")
-    top.plot(steps, np.cumsum(sequence[:, 0]) > 0, color="0.55", linewidth=0.8, linestyle=":", label="target: running sum of feature 0 > 0")
+    top.plot(
+        steps,
+        streamed_values,
+        "o",
+        color="tab:orange",
+        markersize=2.6,
+        label=f"API, {len(bounds)} requests of 1-16 steps",
+    )
+    top.plot(
+        steps,
+        np.cumsum(sequence[:, 0]) > 0,
+        color="0.55",
+        linewidth=0.8,
+        linestyle=":",
+        label="target: running sum of feature 0 > 0",
+    )
     top.set_ylabel(output.name)
     top.set_title(f"{manifest.name}: a {length}-step stream sent in uneven chunks, state carried in DynamoDB")
     top.set_ylim(-0.05, 1.3)

@@ -12,9 +12,14 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import absl.logging
 import tensorflow as tf
+from tqdm import tqdm
 
 from carryover.engine import Engine
 from carryover.engine.litert import LiteRTEngine
@@ -22,7 +27,7 @@ from carryover.engine.tensorflow import TensorFlowEngine
 from carryover.errors import UnsupportedModel
 from carryover.keras_graph import RecurrentGraph, content_hash, keras
 from carryover.manifest import Manifest
-from layers.model.verify import TOLERANCE, verify
+from layers.model.verify import TOLERANCE, Verification, verify
 
 KERAS_FILE = "model.keras"
 LITERT_FILE = "step.tflite"
@@ -57,22 +62,46 @@ def step_flatbuffer(graph: RecurrentGraph, manifest: Manifest) -> bytes:
     return tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
 
 
-def export(source: Path, out: Path, name: str | None = None, sequences: int = 50) -> Manifest:
-    """Writes a bundle for `source` to `out`; raises ExportFailed if it is unsupported or does not verify."""
+@dataclass(frozen=True)
+class Exported:
+    manifest: Manifest
+    checks: dict[str, Verification]  # engine name -> its worst difference from Keras
+
+
+def _nothing(*_: object) -> None:
+    pass
+
+
+def export(
+    source: Path,
+    out: Path,
+    name: str | None = None,
+    sequences: int = 50,
+    on_step: Callable[[str], None] = _nothing,
+    on_sequence: Callable[[], None] = _nothing,
+) -> Exported:
+    """Writes a bundle for `source` to `out`; raises ExportFailed if it is unsupported or does not verify.
+    `on_step` hears each step's name as it starts, `on_sequence` each verified sequence."""
+    on_step("loading the model")
+    if not source.is_file():
+        raise ExportFailed(f"{source}: no such file")
     try:
         model = keras.saving.load_model(source, compile=False)
         graph = RecurrentGraph(model)
         manifest = build_manifest(model, graph, name)
-    except (UnsupportedModel, ValueError) as error:
+    except (UnsupportedModel, ValueError, OSError) as error:
         raise ExportFailed(f"{source}: {error}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:
+        on_step("converting the model's step to LiteRT")
         shutil.copyfile(source, staging / KERAS_FILE)
         (staging / LITERT_FILE).write_bytes(step_flatbuffer(graph, manifest))
         manifest.write(staging)
+        on_step("loading both engines")
         engines: list[Engine] = [TensorFlowEngine(graph, manifest), LiteRTEngine.load(staging, manifest)]
-        results = verify(engines, manifest, model, graph, sequences)
+        on_step(f"verifying both engines against Keras on {sequences} chunked sequences")
+        results = verify(engines, manifest, model, graph, sequences, on_sequence=on_sequence)
         for engine, result in results.items():
             if not result.passed:
                 raise ExportFailed(
@@ -83,12 +112,24 @@ def export(source: Path, out: Path, name: str | None = None, sequences: int = 50
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    checks = ", ".join(f"{name} {result.max_abs_diff:.2g}" for name, result in results.items())
-    print(
-        f"bundle {out}: {manifest.name} {manifest.version}; "
-        f"max abs diff from Keras over {sequences} chunked sequences: {checks}"
-    )
-    return manifest
+    return Exported(manifest, results)
+
+
+class _Steps:
+    """Prints each step as it starts, and how long it took when the next one starts."""
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+
+    def __call__(self, name: str) -> None:
+        self.done()
+        print(f"  {name} ...", flush=True)
+        self._started = time.perf_counter()
+
+    def done(self) -> None:
+        if self._started is not None:
+            print(f"    {time.perf_counter() - self._started:.1f} s", flush=True)
+            self._started = None
 
 
 def main() -> None:
@@ -98,10 +139,22 @@ def main() -> None:
     parser.add_argument("--name", help="model name used in the API and the state table (default: the Keras name)")
     parser.add_argument("--sequences", type=int, default=50, help="random chunked sequences to verify on")
     args = parser.parse_args()
-    try:
-        export(args.model, args.out, args.name, args.sequences)
-    except ExportFailed as error:
-        sys.exit(f"export failed: {error}")
+    absl.logging.set_verbosity(absl.logging.ERROR)  # the converter's deprecation notices say nothing to act on
+    started, steps = time.perf_counter(), _Steps()
+    print(f"exporting {args.model} into a verified bundle at {args.out}", flush=True)
+    with tqdm(total=args.sequences, unit="sequence", leave=False, delay=0.5, desc="    verified") as bar:
+        try:
+            exported = export(args.model, args.out, args.name, args.sequences, steps, lambda: bar.update())
+        except ExportFailed as error:
+            bar.close()
+            sys.exit(f"export failed: {error}")
+    steps.done()
+    checks = ", ".join(f"{engine} {check.max_abs_diff:.2g}" for engine, check in exported.checks.items())
+    print(
+        f"bundle {args.out}: {exported.manifest.name} {exported.manifest.version} in "
+        f"{time.perf_counter() - started:.0f} s; max abs diff from Keras over {args.sequences} chunked sequences: "
+        f"{checks}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +51,13 @@ def run_in_chunks(engine: Engine, manifest: Manifest, sequence: np.ndarray, size
 
 
 def verify(
-    engines: list[Engine], manifest: Manifest, model: keras.Model, graph: RecurrentGraph, sequences: int, seed: int = 0
+    engines: list[Engine],
+    manifest: Manifest,
+    model: keras.Model,
+    graph: RecurrentGraph,
+    sequences: int,
+    seed: int = 0,
+    on_sequence: Callable[[], None] = lambda: None,
 ) -> dict[str, Verification]:
     """Each engine's worst difference from Keras, on the same random sequences and chunkings."""
     rng = np.random.default_rng(seed)
@@ -63,4 +70,5 @@ def verify(
             actual = run_in_chunks(engine, manifest, sequence, sizes)
             for name, rows in expected.items():
                 worst[engine.name] = max(worst[engine.name], float(np.max(np.abs(actual[name] - rows))))
+        on_sequence()
     return {name: Verification(sequences, diff) for name, diff in worst.items()}

@@ -146,3 +146,12 @@ def test_example_chart_streams_through_the_client_and_matches_keras(served, tmp_
     out = tmp_path / "stream.png"
     worst = stream_and_chart(served["seed"].path, out, length=60)
     assert worst <= 1e-5 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoke_passes_against_a_running_api(local, capsys):
+    from examples.smoke import region_of, smoke
+
+    smoke(Client(local[0]))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ok")]  # metrics print too
+    assert [line.split(":")[0] for line in lines] == ["ok   health", "ok   predict", "ok   predict", "ok   state", "ok   delete"]
+    assert region_of("https://a1b2c3.execute-api.eu-west-1.amazonaws.com") == "eu-west-1"
