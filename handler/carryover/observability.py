@@ -9,8 +9,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-logger = Logger(service="carryover")
-metrics = Metrics(namespace="carryover", service="carryover")
+NAMESPACE = SERVICE = "carryover"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+# The service's own metrics (CloudWatch EMF, dimension service=carryover); template.yaml alarms on the first two.
+STORE_UNAVAILABLE = "StoreUnavailable"  # a request answered 503: DynamoDB unreachable or refusing
+WRITE_CONFLICTS = "StateWriteConflicts"  # a conditional write lost to another writer (retried)
+TIMESTEPS = "Timesteps"  # timesteps applied
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

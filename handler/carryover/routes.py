@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from carryover.config import Settings
 from carryover.errors import ApiError, Forbidden, InvalidJson, MethodNotAllowed, NotFound, StoreUnavailable
-from carryover.observability import logger, metrics, traced
+from carryover.observability import STORE_UNAVAILABLE, logger, metrics, traced
 from carryover.schemas import ModelResponse, PredictRequest, parse_idempotency_key, parse_user_id
 from carryover.service import PredictionService
 from carryover.state_store import Unavailable
@@ -104,7 +104,7 @@ def create_lambda_handler(service: PredictionService, settings: Settings) -> Lam
 
     @app.exception_handler(Unavailable)
     def store_unavailable(_: Unavailable) -> Response:
-        metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=STORE_UNAVAILABLE, unit=MetricUnit.Count, value=1)
         return api_error(StoreUnavailable(StoreUnavailable.MESSAGE))
 
     @app.exception_handler(Exception)

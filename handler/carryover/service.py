@@ -28,7 +28,7 @@ from carryover.errors import (
     Unprocessable,
 )
 from carryover.manifest import Manifest
-from carryover.observability import logger, metrics
+from carryover.observability import TIMESTEPS, WRITE_CONFLICTS, logger, metrics
 from carryover.schemas import (
     HealthResponse,
     ModelRef,
@@ -103,11 +103,11 @@ class PredictionService:
                 self._store.save(user_id, planned.new, stored)
             except WriteConflict as conflict:
                 sent[conflict.write] = planned.body
-                metrics.add_metric(name="StateWriteConflicts", unit=MetricUnit.Count, value=1)
+                metrics.add_metric(name=WRITE_CONFLICTS, unit=MetricUnit.Count, value=1)
                 if self._pause(attempt, deadline):
                     continue
                 break
-            metrics.add_metric(name="Timesteps", unit=MetricUnit.Count, value=len(request.inputs))
+            metrics.add_metric(name=TIMESTEPS, unit=MetricUnit.Count, value=len(request.inputs))
             logger.debug("state saved", extra={"user_id": user_id, "steps": planned.new.steps, "attempts": attempt + 1})
             return Prediction(planned.body, replayed=False)
         raise StateConflict(f"user {user_id!r}: the state kept changing during {len(sent)} attempts; retry")

@@ -1,0 +1,75 @@
+"""Operations: alarms on what goes wrong, an optional SNS topic for them, and a dashboard; checked on the
+translated template, and tied to the metrics the service emits."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from carryover.observability import NAMESPACE, SERVICE, STORE_UNAVAILABLE, WRITE_CONFLICTS
+from tests.infrastructure.conftest import resolve
+
+ALARMS = {
+    "FunctionErrorsAlarm", "Api5xxRateAlarm", "DurationNearTimeoutAlarm", "StoreUnavailableAlarm",
+    "WriteConflictsAlarm", "TableThrottlesAlarm",
+}  # fmt: skip
+
+
+def alarms(translated) -> dict:
+    return {n: r["Properties"] for n, r in translated["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_the_alarms_exist(translated):
+    assert set(alarms(translated)) == ALARMS
+
+
+@pytest.mark.parametrize("topic", [True, False])
+def test_alarms_notify_the_topic_only_when_one_is_given(translated, topic):
+    assert translated["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    for name, alarm in alarms(translated).items():
+        for actions in ("AlarmActions", "OKActions"):
+            expected = [{"Ref": "AlarmTopicArn"}] if topic else None
+            assert resolve(alarm[actions], {"HasAlarmTopic": topic}) == expected, name
+
+
+def test_service_alarms_watch_the_metrics_the_service_emits(translated):
+    found = alarms(translated)
+    for name, metric in (("StoreUnavailableAlarm", STORE_UNAVAILABLE), ("WriteConflictsAlarm", WRITE_CONFLICTS)):
+        assert (found[name]["Namespace"], found[name]["MetricName"]) == (NAMESPACE, metric)
+        assert found[name]["Dimensions"] == [{"Name": "service", "Value": SERVICE}]
+
+
+def test_function_alarms(translated):
+    found = alarms(translated)
+    errors, duration = found["FunctionErrorsAlarm"], found["DurationNearTimeoutAlarm"]
+    assert (errors["Namespace"], errors["MetricName"], errors["Threshold"]) == ("AWS/Lambda", "Errors", 1)
+    timeout_ms = translated["Resources"]["PredictFunction"]["Properties"]["Timeout"] * 1000
+    assert duration["ExtendedStatistic"] == "p99" and duration["Threshold"] == pytest.approx(0.8 * timeout_ms)
+    for alarm in (errors, duration):
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "PredictFunction"}}]
+
+
+def test_5xx_rate_and_throttle_alarms_are_metric_math_on_the_api_and_table(translated):
+    found = alarms(translated)
+    rate = {m["Id"]: m for m in found["Api5xxRateAlarm"]["Metrics"]}
+    assert rate["rate"]["Expression"] == "IF(requests > 0, 100 * errors / requests, 0)" and rate["rate"]["ReturnData"]
+    assert [rate[i]["MetricStat"]["Metric"]["MetricName"] for i in ("errors", "requests")] == ["5xx", "Count"]
+    assert found["Api5xxRateAlarm"]["Threshold"] == 1
+    throttles = {m["Id"]: m for m in found["TableThrottlesAlarm"]["Metrics"]}
+    assert {throttles[i]["MetricStat"]["Metric"]["MetricName"] for i in ("reads", "writes")} == {
+        "ReadThrottleEvents", "WriteThrottleEvents",
+    }  # fmt: skip
+    assert all(throttles[i]["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "TableName", "Value": {"Ref": "StateTable"}}] for i in ("reads", "writes"))
+
+
+def test_dashboard_shows_api_function_table_and_service(translated):
+    body, variables = translated["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert variables == {"Function": {"Ref": "PredictFunction"}}
+    filled = re.sub(r"\$\{[^}]+\}", "x", body)
+    widgets = json.loads(filled)["widgets"]
+    metrics = {tuple(m[:2]) for widget in widgets for m in widget["properties"]["metrics"]}
+    assert {("AWS/ApiGateway", "5xx"), ("AWS/Lambda", "Duration"), ("AWS/DynamoDB", "ConsumedWriteCapacityUnits")} <= metrics
+    assert {(NAMESPACE, STORE_UNAVAILABLE), (NAMESPACE, WRITE_CONFLICTS)} <= metrics
+    assert "${HttpApi}" in body and "${StateTable}" in body and "${Function}" in body
