@@ -4,7 +4,7 @@ becomes a payload format 2.0 event; the handler's result becomes the HTTP respon
 Like Lambda, a handler instance serves one event at a time, and a request that finds every instance busy gets
 a new one (up to `most_instances`), so no request waits behind another's store call. Limits are answered in
 the API's JSON error shape: headers over 16 KiB (431), malformed requests (400), bodies over API Gateway's
-10 MB (413), and bodies that stop arriving (408).
+10 MB (413), and headers or bodies that stop arriving (408 after 10 s).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 MAX_HEADER_BYTES = 16 * 1024
-BODY_TIMEOUT_S = 10.0  # the longest wait for the next piece of a body
+READ_TIMEOUT_S = 10.0  # the longest wait for a request's headers, or for the next piece of its body
 _STATE = re.compile(rb'"state":"(\w+)"\}$')
 _CODE = re.compile(rb'"code":"(\w+)"')
 
@@ -145,11 +145,51 @@ class _Connection(h11.Connection):
 
 
 class JsonErrorProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, answering malformed requests and oversized headers in the API's JSON shape."""
+    """uvicorn's HTTP/1.1 protocol, answering malformed requests and oversized headers in the API's JSON shape,
+    and a request whose headers do not all arrive within `read_timeout_s` with a 408 (uvicorn waits forever)."""
+
+    read_timeout_s = READ_TIMEOUT_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.conn = _Connection(h11.SERVER, MAX_HEADER_BYTES)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._wait_for_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE and self._header_timer is not None:  # the headers are in
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._wait_for_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def _wait_for_headers(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.read_timeout_s, self._headers_timed_out)
+
+    def _headers_timed_out(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            refusal = RequestTimeout(f"request headers: not complete after {self.read_timeout_s:g} s")
+            payload = refusal.body().model_dump_json().encode()
+            head = (
+                f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n"
+            )
+            self.transport.write(head.encode() + b"connection: close\r\n\r\n" + payload)
+            self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         error: h11.RemoteProtocolError | None = getattr(self.conn, "error", None)
@@ -181,15 +221,16 @@ class LocalApi:
         most_instances: int = 64,
         pages: dict[str, Page] | None = None,
         log: Callable[[str], None] | None = None,
-        body_timeout_s: float = BODY_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.instances = Instances(make_handler, most_instances)
-        self._body_timeout_s = body_timeout_s
+        self._read_timeout_s = read_timeout_s
+        protocol = type("Protocol", (JsonErrorProtocol,), {"read_timeout_s": read_timeout_s})
         self._limiter = anyio.CapacityLimiter(most_instances)
         self._pages = pages or {}
         self._log = log
         config = uvicorn.Config(
-            self, host=host, port=port, http=JsonErrorProtocol, lifespan="off", access_log=False,
+            self, host=host, port=port, http=protocol, lifespan="off", access_log=False,
             log_level="error", timeout_keep_alive=5, backlog=2048, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
@@ -230,7 +271,7 @@ class LocalApi:
             if page is not None:
                 status, reply_headers, payload = 200, {"content-type": page.content_type}, page.body
             else:
-                body = await _read_body(receive, headers, self._body_timeout_s)
+                body = await _read_body(receive, headers, self._read_timeout_s)
                 client = (scope.get("client") or ("127.0.0.1", 0))[0]
                 event = http_api_event(method, target, headers, body, client)
                 result = await anyio.to_thread.run_sync(self.instances.invoke, event, limiter=self._limiter)

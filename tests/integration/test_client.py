@@ -28,7 +28,9 @@ from tests.faults import error_response
 def local(served):
     """The local API over an embedded DynamoDB, with the store's client at hand to break."""
     store = EmbeddedDynamoDB().start()
-    settings = Settings.from_env({"TABLE_NAME": "client", "MODEL_BUNDLE": str(served["seed"].path), "DYNAMODB_ENDPOINT": store.endpoint})
+    settings = Settings.from_env(
+        {"TABLE_NAME": "client", "MODEL_BUNDLE": str(served["seed"].path), "DYNAMODB_ENDPOINT": store.endpoint}
+    )
     dynamodb = build_client(settings)
     ensure_table(dynamodb, "client")
     service = build_service(settings, served["seed"].bundles["litert"], dynamodb)
@@ -99,7 +101,9 @@ def test_refusals_are_not_retried(local):
     waits: list[float] = []
     with pytest.raises(ApiError) as raised:
         Client(url, sleep=waits.append).predict("refused", [[0.5] * 3])
-    assert raised.value.status == 400 and raised.value.code == "invalid_request" and "8 features" in raised.value.message
+    assert (
+        raised.value.status == 400 and raised.value.code == "invalid_request" and "8 features" in raised.value.message
+    )
     assert waits == []
 
 
@@ -153,5 +157,11 @@ def test_smoke_passes_against_a_running_api(local, capsys):
 
     smoke(Client(local[0]))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ok")]  # metrics print too
-    assert [line.split(":")[0] for line in lines] == ["ok   health", "ok   predict", "ok   predict", "ok   state", "ok   delete"]
+    assert [line.split(":")[0] for line in lines] == [
+        "ok   health",
+        "ok   predict",
+        "ok   predict",
+        "ok   state",
+        "ok   delete",
+    ]
     assert region_of("https://a1b2c3.execute-api.eu-west-1.amazonaws.com") == "eu-west-1"

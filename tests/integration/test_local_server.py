@@ -92,10 +92,19 @@ def test_wrong_method_is_405_naming_the_allowed_ones(stack):
     assert reply.body["error"]["code"] == "method_not_allowed"
 
 
-def test_a_body_that_stops_arriving_is_408(served):
-    api = LocalApi(lambda: None, port=0, body_timeout_s=0.3).start_background()  # type: ignore[arg-type,return-value]
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b'POST /users/a/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"in',
+        b"GET /model HTTP/1.1\r\nhost: x\r\n",
+        b"",
+    ],
+    ids=["body stops", "headers stop", "nothing sent"],
+)
+def test_a_request_that_stops_arriving_is_408(partial):
+    api = LocalApi(lambda: None, port=0, read_timeout_s=0.3).start_background()  # type: ignore[arg-type,return-value]
     try:
-        status, body = raw(api.url, b'POST /users/a/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"in')
+        status, body = raw(api.url, partial, read_timeout=10)
     finally:
         api.stop()
     assert status == 408 and body["error"]["code"] == "request_timeout"
