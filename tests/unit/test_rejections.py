@@ -94,9 +94,19 @@ def test_longest_allowed_user_id_is_served(client_with_state):
     assert client_with_state.predict(user, [ROW]).status == 200
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("POST", "/model"), ("PUT", "/users/alice/state")])
-def test_unknown_route_is_404_json(client_with_state, method, path):
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("POST", "/users/alice"), ("GET", "/users/a/b/c")])
+def test_unknown_path_is_404_json(client_with_state, method, path):
     assert_error(client_with_state.request(method, path), 404, "not_found", [method, path])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("POST", "/model", "GET"), ("PUT", "/users/alice/state", "GET, DELETE"), ("GET", "/users/alice/predict", "POST")],
+)
+def test_known_path_with_another_method_is_405_with_allow(client_with_state, method, path, allowed):
+    reply = client_with_state.request(method, path)
+    assert_error(reply, 405, "method_not_allowed", [path, allowed, method])
+    assert reply.headers["allow"] == allowed
 
 
 def test_state_of_unknown_user_is_404(client_with_state):
