@@ -4,10 +4,12 @@ Tracing is opt-in (`TRACING=true`): only then is the X-Ray SDK imported (see `tr
 third of a second of every cold start.
 """
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 NAMESPACE = SERVICE = "carryover"
 logger = Logger(service=SERVICE)
@@ -18,6 +20,24 @@ WRITE_CONFLICTS = "StateWriteConflicts"  # a conditional write lost to another w
 TIMESTEPS = "Timesteps"  # timesteps applied
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# Routes that read (GET /model, /health, ...) emit no metric; that is expected, not worth a warning per request.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+def with_metrics(handler: Handler) -> Handler:
+    """`handler` flushing its metrics after each invocation (CloudWatch EMF on stdout). With
+    POWERTOOLS_METRICS_DISABLED they are dropped instead: Powertools would keep them and print every 100th."""
+    if not is_metrics_disabled():
+        flushed: Handler = metrics.log_metrics(handler)
+        return flushed
+
+    def dropping(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            return handler(event, context)
+        finally:
+            metrics.clear_metrics()
+
+    return dropping
 
 
 def traced(handler: Handler) -> Handler:

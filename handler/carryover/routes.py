@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from carryover.config import Settings
 from carryover.errors import ApiError, Forbidden, InvalidJson, MethodNotAllowed, NotFound, StoreUnavailable
-from carryover.observability import STORE_UNAVAILABLE, logger, metrics, traced
+from carryover.observability import STORE_UNAVAILABLE, logger, metrics, traced, with_metrics
 from carryover.schemas import ModelResponse, PredictRequest, parse_idempotency_key, parse_user_id
 from carryover.service import PredictionService
 from carryover.state_store import Unavailable
@@ -113,7 +113,7 @@ def create_lambda_handler(service: PredictionService, settings: Settings) -> Lam
         return _json(500, ApiError("internal error").body())
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    @metrics.log_metrics
+    @with_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return app.resolve(event, context)
 

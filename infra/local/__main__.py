@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 import threading
-import warnings
 from pathlib import Path
 
 JOURNAL = Path(".build/local-dynamodb.jsonl")
@@ -24,7 +23,6 @@ def _quiet_unless_debug() -> bool:
     os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOG_LEVEL") or "ERROR"
     if not debug:
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-        warnings.filterwarnings("ignore", module="aws_lambda_powertools")
     return debug
 
 

@@ -35,3 +35,21 @@ def test_info_logs_hold_no_features_or_state(make_client, dynamodb, served, logs
     state = served["seed"].manifest.unpack_state(bytes(raw_item(dynamodb, "grace")["state"]["B"]))
     for value in np.concatenate(state)[:50]:
         assert repr(float(value))[:9] not in text
+
+
+def test_metrics_are_one_emf_line_per_invocation(make_client, capsys):
+    client = make_client()
+    capsys.readouterr()
+    for _ in range(3):
+        client.predict("metered", [[0.1] * 8])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert len(lines) == 3 and all('"Timesteps":[1.0]' in line for line in lines)
+
+
+def test_disabled_metrics_are_never_printed(make_client, capsys, monkeypatch):
+    """POWERTOOLS_METRICS_DISABLED (make run, make bench): nothing, not even every 100th value."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    client = make_client()
+    for _ in range(120):
+        client.predict("quiet", [[0.1] * 8])
+    assert '"_aws"' not in capsys.readouterr().out
