@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -38,7 +36,7 @@ from carryover.schemas import (
     StateResponse,
 )
 from carryover.state_item import KeyRecord, Reply, Stored, StoredItem, Unreadable, digest
-from carryover.state_store import Attempt, NewState, StateStore, WriteConflict, outcome
+from carryover.state_store import Attempt, Clock, NewState, StateStore, WriteConflict, outcome
 
 BACKOFF_BASE_S = 0.005
 BACKOFF_CAP_S = 0.2
@@ -73,7 +71,7 @@ class PredictionService:
         manifest: Manifest,
         engine: Engine,
         store: StateStore,
-        clock: Callable[[], datetime],
+        clock: Clock,
         conflict_retries: int,
         on_incompatible: IncompatiblePolicy = "reset",
     ) -> None:

@@ -9,6 +9,7 @@ only ever holds a complete bundle that passed verification.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -26,9 +27,11 @@ from carryover.engine.litert import LiteRTEngine
 from carryover.engine.tensorflow import TensorFlowEngine
 from carryover.errors import UnsupportedModel
 from carryover.keras_graph import RecurrentGraph, content_hash, keras
-from carryover.manifest import Manifest
+from carryover.manifest import NAME_PATTERN, Manifest
+from layers.model import legacy
 from layers.model.verify import TOLERANCE, Verification, verify
 
+KERAS_DEFAULT_NAME = re.compile(r"(sequential|functional|model)(_\d+)?")
 KERAS_FILE = "model.keras"
 LITERT_FILE = "step.tflite"
 
@@ -37,9 +40,29 @@ class ExportFailed(RuntimeError):
     pass
 
 
-def build_manifest(model: keras.Model, graph: RecurrentGraph, name: str | None) -> Manifest:
+def default_name(model: keras.Model, source: Path) -> str:
+    """The model's own name, or the file's stem when Keras named it (`sequential`, `functional_2`, ...)."""
+    if not KERAS_DEFAULT_NAME.fullmatch(model.name) and re.fullmatch(NAME_PATTERN, model.name):
+        return str(model.name)
+    return re.sub(r"[^A-Za-z0-9._-]", "-", source.stem)[:64] or "model"
+
+
+def load_source(source: Path) -> tuple[keras.Model, list[str]]:
+    """The model in a `.keras` file, or in a Keras 2 `.h5` file (translated; the list says what changed)."""
+    if not source.is_file():
+        raise ExportFailed(f"{source}: no such file")
+    try:
+        if legacy.is_legacy(source):
+            return legacy.load(source)
+        return keras.saving.load_model(source, compile=False), []
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ExportFailed(f"{source}: cannot be read as a Keras model ({reason})") from None
+
+
+def build_manifest(model: keras.Model, graph: RecurrentGraph, name: str) -> Manifest:
     return Manifest(
-        name=name or model.name,
+        name=name,
         version=content_hash(model),
         input=graph.input_spec,
         outputs=tuple(spec for spec, _ in graph.outputs),
@@ -66,6 +89,7 @@ def step_flatbuffer(graph: RecurrentGraph, manifest: Manifest) -> bytes:
 class Exported:
     manifest: Manifest
     checks: dict[str, Verification]  # engine name -> its worst difference from Keras
+    translated: list[str]  # what a Keras 2 file needed to load in Keras 3
 
 
 def _nothing(*_: object) -> None:
@@ -83,19 +107,17 @@ def export(
     """Writes a bundle for `source` to `out`; raises ExportFailed if it is unsupported or does not verify.
     `on_step` hears each step's name as it starts, `on_sequence` each verified sequence."""
     on_step("loading the model")
-    if not source.is_file():
-        raise ExportFailed(f"{source}: no such file")
+    model, translated = load_source(source)
     try:
-        model = keras.saving.load_model(source, compile=False)
         graph = RecurrentGraph(model)
-        manifest = build_manifest(model, graph, name)
-    except (UnsupportedModel, ValueError, OSError) as error:
+        manifest = build_manifest(model, graph, name or default_name(model, source))
+    except (UnsupportedModel, ValueError) as error:
         raise ExportFailed(f"{source}: {error}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:
         on_step("converting the model's step to LiteRT")
-        shutil.copyfile(source, staging / KERAS_FILE)
+        model.save(staging / KERAS_FILE)  # a real .keras file, whatever the source format
         (staging / LITERT_FILE).write_bytes(step_flatbuffer(graph, manifest))
         manifest.write(staging)
         on_step("loading both engines")
@@ -112,7 +134,7 @@ def export(
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Exported(manifest, results)
+    return Exported(manifest, results, translated)
 
 
 class _Steps:
@@ -134,9 +156,11 @@ class _Steps:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="the .keras file")
+    parser.add_argument("model", type=Path, help="the .keras file, or a Keras 2 .h5 file")
     parser.add_argument("out", type=Path, help="the bundle directory to write")
-    parser.add_argument("--name", help="model name used in the API and the state table (default: the Keras name)")
+    parser.add_argument(
+        "--name", help="model name in the API and the state table (default: the Keras name, or the file's stem)"
+    )
     parser.add_argument("--sequences", type=int, default=50, help="random chunked sequences to verify on")
     args = parser.parse_args()
     absl.logging.set_verbosity(absl.logging.ERROR)  # the converter's deprecation notices say nothing to act on
@@ -149,6 +173,8 @@ def main() -> None:
             bar.close()
             sys.exit(f"export failed: {error}")
     steps.done()
+    if exported.translated:
+        print(f"translated from Keras 2: {'; '.join(exported.translated)}")
     checks = ", ".join(f"{engine} {check.max_abs_diff:.2g}" for engine, check in exported.checks.items())
     print(
         f"bundle {args.out}: {exported.manifest.name} {exported.manifest.version} in "
