@@ -10,12 +10,12 @@ import pytest
 
 from carryover.bundle import ModelBundle
 from carryover.keras_graph import keras
+from infra.local.stack import start_stack
 from layers.model.export import ExportFailed, export
 from layers.model.verify import random_chunks
 from tests.clients import HttpClient
 from tests.legacy_files import FEATURES, UNITS, write_stateful_lstm_h5
 from tests.scenarios import assert_matches
-from infra.local.stack import start_stack
 
 
 @pytest.fixture(scope="module")
