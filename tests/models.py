@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from carryover.keras_graph import keras
 from layers.model.demo import FEATURES, seed_model
 
@@ -36,4 +38,47 @@ def last_step() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="class")(last), name="last-step")
 
 
-BUILDERS = {"seed": seed, "stacked": stacked, "last_step": last_step}
+def tokens() -> keras.Model:
+    """Next-item prediction over a clickstream: ids -> Embedding (0 is padding, masked) -> GRU -> softmax."""
+    keras.utils.set_random_seed(4)
+    ids = keras.layers.Input(shape=(None,), dtype="int32", name="items")
+    embedded = keras.layers.Embedding(50, 8, mask_zero=True, name="embedding")(ids)
+    hidden = keras.layers.GRU(12, return_sequences=True, name="gru")(embedded)
+    return keras.Model(ids, keras.layers.Dense(5, activation="softmax", name="next_item")(hidden), name="tokens")
+
+
+def masked() -> keras.Model:
+    """Padded rows (all zeros) masked: the LSTM holds its state through them."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.layers.Input(shape=(None, 4), name="readings")
+    hidden = keras.layers.LSTM(10, return_sequences=True, name="lstm")(keras.layers.Masking(0.0, name="mask")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(3, name="score")(hidden), name="masked")
+
+
+def normalized() -> keras.Model:
+    """LSTM -> BatchNormalization (inference form, with moving statistics of its own) -> LSTM."""
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential(
+        [
+            keras.layers.Input(shape=(None, 5)),
+            keras.layers.LSTM(8, return_sequences=True, name="lstm1"),
+            keras.layers.BatchNormalization(name="norm"),
+            keras.layers.LSTM(6, return_sequences=True, name="lstm2"),
+            keras.layers.Dense(2, name="out"),
+        ],
+        name="normalized",
+    )
+    rng = np.random.default_rng(6)
+    norm = model.get_layer("norm")
+    norm.set_weights([rng.uniform(0.5, 2, 8), rng.normal(0, 0.3, 8), rng.normal(0, 0.2, 8), rng.uniform(0.05, 0.5, 8)])
+    return model
+
+
+BUILDERS = {
+    "seed": seed,
+    "stacked": stacked,
+    "last_step": last_step,
+    "tokens": tokens,
+    "masked": masked,
+    "normalized": normalized,
+}

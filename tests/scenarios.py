@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 
 from layers.model.reference import reference_outputs
-from layers.model.verify import TOLERANCE, random_chunks
+from layers.model.verify import TOLERANCE, random_chunks, sample_sequence
 from tests.clients import Client
 from tests.conftest import Served
 
@@ -17,7 +17,7 @@ def new_user() -> str:
 
 
 def sequence(served: Served, rng: np.random.Generator, length: int) -> np.ndarray:
-    return rng.normal(size=(length, served.manifest.input.features)).astype(np.float32)
+    return sample_sequence(served.graph, length, rng)
 
 
 def expected_chunk(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +33,19 @@ RECURRENT_KINDS: dict[type, StateKind] = {
     keras.layers.GRU: "GRU",
     keras.layers.SimpleRNN: "SimpleRNN",
 }
-ELEMENTWISE = (keras.layers.Dense, keras.layers.Dropout, keras.layers.Activation, keras.layers.LayerNormalization)
+# Layers that act on each timestep alone (BatchNormalization in its inference form), passing any mask on.
+ELEMENTWISE = (
+    keras.layers.Dense,
+    keras.layers.Dropout,
+    keras.layers.Activation,
+    keras.layers.LayerNormalization,
+    keras.layers.BatchNormalization,
+)
+MASKING = (keras.layers.Masking, keras.layers.Embedding)  # also per timestep; they may start a mask
+SUPPORTED = "LSTM, GRU, SimpleRNN, Embedding, Masking, Dense, Dropout, Activation, LayerNormalization, "
+SUPPORTED += "BatchNormalization and TimeDistributed(Dense)"
 TensorKey = tuple[int, int, int]  # (id(operation), node_index, tensor_index)
+Recurrent = Callable[[keras.layers.Layer, Any, list[Any], Any], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -49,20 +61,18 @@ def _key(tensor: Any) -> TensorKey:
     return (id(history.operation), history.node_index, history.tensor_index)
 
 
-def _check_supported(layer: keras.layers.Layer) -> None:
+def _problem(layer: keras.layers.Layer) -> str | None:
+    """Why the layer cannot be streamed one timestep at a time, or None when it can."""
     kind = type(layer)
     if kind in RECURRENT:
-        if layer.go_backwards:
-            raise UnsupportedModel(f"layer {layer.name!r}: go_backwards=True cannot be streamed")
-        return
+        return "go_backwards=True cannot be streamed forwards in time" if layer.go_backwards else None
     if kind is keras.layers.TimeDistributed and isinstance(layer.layer, ELEMENTWISE):
-        return
-    if isinstance(layer, ELEMENTWISE):
-        return
-    raise UnsupportedModel(
-        f"layer {layer.name!r} ({kind.__name__}) is not supported; supported layers are "
-        "LSTM, GRU, SimpleRNN, Dense, Dropout, Activation, LayerNormalization and TimeDistributed(Dense)"
-    )
+        return None
+    if isinstance(layer, ELEMENTWISE + MASKING):
+        return None
+    if kind is keras.layers.Bidirectional:
+        return "Bidirectional cannot stream backwards in time"
+    return f"{kind.__name__} is not a layer that acts one timestep at a time"
 
 
 def _stateless_copy(layer: keras.layers.Layer, input_shape: tuple[Any, ...]) -> keras.layers.Layer:
@@ -77,17 +87,29 @@ class RecurrentGraph:
     """The layers between a model's input and its outputs, in evaluation order."""
 
     def __init__(self, model: keras.Model) -> None:
-        if len(model.inputs) != 1 or len(model.inputs[0].shape) != 3:
-            raise UnsupportedModel("the model must have one input of shape (batch, time, features)")
+        if len(model.inputs) != 1:
+            raise UnsupportedModel(f"the model has {len(model.inputs)} inputs; one is supported")
         self.model = model
         self._input = model.inputs[0]
+        self.tokens = len(self._input.shape) == 2  # (batch, time) integer ids, for an Embedding
+        if len(self._input.shape) != 3 and not self.tokens:
+            raise UnsupportedModel("the model's input must be (batch, time, features) or (batch, time) token ids")
         self._input_key = _key(self._input)
         self.steps: list[_Step] = []
         self.states: list[StateSpec] = []
         self._ordered: set[TensorKey] = {self._input_key}
         self._layers: set[int] = set()
+        self._problems: list[str] = []
         for tensor in model.outputs:
             self._visit(tensor)
+        if self._problems:
+            raise UnsupportedModel(f"cannot stream {'; '.join(self._problems)}; supported layers are {SUPPORTED}")
+        embeddings = [step.layer for step in self.steps if isinstance(step.layer, keras.layers.Embedding)]
+        if self.tokens and not any(step.source == self._input_key for step in self.steps if step.layer in embeddings):
+            raise UnsupportedModel("a (batch, time) input must go into an Embedding layer")
+        self.vocabulary = int(embeddings[0].input_dim) if self.tokens else None
+        maskings = [step.layer for step in self.steps if isinstance(step.layer, keras.layers.Masking)]
+        self.mask_value: float | None = float(maskings[0].mask_value) if maskings else None
         self.outputs: list[tuple[OutputSpec, TensorKey]] = self._prediction_outputs()
         keys = [_key(tensor) for tensor in model.outputs]
         self.output_positions = [keys.index(key) for _, key in self.outputs]  # where each is in model.outputs
@@ -100,10 +122,13 @@ class RecurrentGraph:
             raise UnsupportedModel(f"layer {layer.name!r} is used more than once")
         self._layers.add(id(layer))
         node = layer._inbound_nodes[node_index]
-        if len(node.input_tensors) != 1:
-            raise UnsupportedModel(f"layer {layer.name!r} must take exactly one input")
-        _check_supported(layer)
-        source = node.input_tensors[0]
+        data = [arg for arg in node.arguments.args if isinstance(arg, keras.KerasTensor)]  # a mask comes as a kwarg
+        if len(data) != 1:
+            raise UnsupportedModel(f"layer {layer.name!r} takes {len(data)} inputs; one is supported")
+        problem = _problem(layer)
+        if problem:
+            self._problems.append(f"layer {layer.name!r} ({problem})")
+        source = data[0]
         self._visit(source)
         state_range = None
         if type(layer) is keras.layers.TimeDistributed:
@@ -138,35 +163,74 @@ class RecurrentGraph:
 
     @property
     def input_spec(self) -> InputSpec:
+        if self.tokens:
+            return InputSpec(name=self._input.name, features=1, kind="tokens", vocabulary=self.vocabulary)
         return InputSpec(name=self._input.name, features=int(self._input.shape[-1]))
+
+    def keras_input(self, rows: Any) -> Any:
+        """Engine rows, (..., features) float32 (token ids as one float each), in the form the model takes."""
+        return keras.ops.cast(rows[..., 0], "int32") if self.tokens else rows
 
     def call(self, inputs: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
         """Runs (batch, time, features) inputs from `states`; returns the prediction outputs and new states."""
-        return self._run(inputs, states, lambda layer, x, state: layer(x, initial_state=state, training=False))
 
-    def step(self, inputs: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
-        """One timestep, (batch, features), through the recurrent layers' cells; returns as `call` does."""
-
-        def cell(layer: keras.layers.Layer, x: Any, state: list[Any]) -> list[Any]:
-            output, new_state = layer.cell(x, state, training=False)
+        def sequence(layer: keras.layers.Layer, x: Any, state: list[Any], mask: Any) -> list[Any]:
+            output, *new_state = layer(x, initial_state=state, mask=mask, training=False)
+            if mask is None or layer.zero_output_for_mask:
+                return [output, *new_state]
+            # Keras starts a call's "previous output" at zeros; in the whole sequence, masked timesteps before
+            # this chunk's first unmasked one repeat the output carried in (h) instead.
+            leading = keras.ops.cumsum(keras.ops.cast(mask, "int32"), axis=1) == 0
+            if layer.return_sequences:
+                output = keras.ops.where(keras.ops.expand_dims(leading, -1), keras.ops.expand_dims(state[0], 1), output)
+            else:
+                output = keras.ops.where(keras.ops.expand_dims(leading[:, -1], -1), state[0], output)
             return [output, *new_state]
 
-        return self._run(inputs, states, cell)
+        return self._run(inputs, states, sequence)
+
+    def step(self, inputs: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
+        """One timestep, (batch, features), through the recurrent layers' cells; returns as `call` does. A
+        masked timestep leaves the state as it was and repeats the previous output, as Keras does."""
+
+        def cell(layer: keras.layers.Layer, x: Any, state: list[Any], mask: Any) -> list[Any]:
+            with warnings.catch_warnings():  # the mask is applied here, below; the cell need not know it
+                warnings.filterwarnings("ignore", message=".*does not support masking.*")
+                output, new_state = layer.cell(x, state, training=False)
+            if mask is None:
+                return [output, *new_state]
+            keep = keras.ops.expand_dims(mask, -1)
+            held = keras.ops.zeros_like(output) if layer.zero_output_for_mask else state[0]
+            return [
+                keras.ops.where(keep, output, held),
+                *(keras.ops.where(keep, n, o) for n, o in zip(new_state, state, strict=True)),
+            ]
+
+        return self._run(inputs, states, cell, one_timestep=True)
 
     def _run(
-        self, inputs: Any, states: list[Any], recurrent: Callable[[keras.layers.Layer, Any, list[Any]], list[Any]]
+        self, inputs: Any, states: list[Any], recurrent: Recurrent, one_timestep: bool = False
     ) -> tuple[list[Any], list[Any]]:
-        values: dict[TensorKey, Any] = {self._input_key: inputs}
+        values: dict[TensorKey, Any] = {self._input_key: self.keras_input(inputs)}
+        masks: dict[TensorKey, Any] = {self._input_key: None}
         new_states = list(states)
         for step in self.steps:
-            source = values[step.source]
-            if step.state_range is None:
+            source, mask = values[step.source], masks[step.source]
+            if isinstance(step.layer, MASKING):  # Masking, or Embedding(mask_zero=True): a mask from here on
+                mask = step.layer.compute_mask(source)
+            if step.state_range is None and one_timestep and isinstance(step.layer, ELEMENTWISE):
+                # a time axis of one: layers built on (batch, time, features), BatchNormalization among them,
+                # check the rank of what they are given
+                results = [step.layer(keras.ops.expand_dims(source, 1), training=False)[:, 0]]
+            elif step.state_range is None:
                 results = [step.layer(source, training=False)]
             else:
                 begin, end = step.state_range
-                results = recurrent(step.layer, source, list(states[begin:end]))
+                results = recurrent(step.layer, source, list(states[begin:end]), mask)
                 new_states[begin:end] = results[1:]
-            values.update(zip(step.outputs, results, strict=False))  # a layer built without return_state has fewer
+                mask = mask if step.layer.return_sequences else None
+            for key, value in zip(step.outputs, results, strict=False):  # built without return_state: fewer
+                values[key], masks[key] = value, mask
         return [values[key] for _, key in self.outputs], new_states
 
 

@@ -25,7 +25,9 @@ class _Spec(BaseModel):
 
 class InputSpec(_Spec):
     name: str
-    features: int = Field(gt=0)
+    features: int = Field(gt=0)  # 1 for token ids
+    kind: Literal["features", "tokens"] = "features"
+    vocabulary: int | None = Field(default=None, gt=0)  # token ids are 0 .. vocabulary - 1
 
 
 class OutputSpec(_Spec):

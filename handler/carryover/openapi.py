@@ -52,7 +52,11 @@ def _components(manifest: Manifest | None, max_timesteps: int | None) -> dict[st
     row: dict[str, Any] = {"type": "array", "items": number}
     rows: dict[str, Any] = schemas["PredictRequest"]["properties"]["inputs"]
     rows.update(items=row, minItems=1)
-    if manifest is not None:
+    if manifest is not None and manifest.input.vocabulary is not None:
+        token = {"type": "integer", "minimum": 0, "maximum": manifest.input.vocabulary - 1}
+        row.update(items=token, minItems=1, maxItems=1)
+        rows.update(items={"anyOf": [row, token]})  # [[12], [7]] or [12, 7]
+    elif manifest is not None:
         row.update(minItems=manifest.input.features, maxItems=manifest.input.features)
         schemas["PredictResponse"]["properties"]["outputs"] = {
             "type": "object",

@@ -36,15 +36,24 @@ def parse_idempotency_key(raw: str | None) -> str | None:
 
 
 class PredictRequest(BaseModel):
-    """Timesteps to apply on top of the user's saved state: one row of features per timestep, oldest first;
-    `reset` starts from zeros instead."""
+    """Timesteps to apply on top of the user's saved state: one row of features per timestep, oldest first
+    (for a token model, one id per timestep: `[12, 7, 99]` or `[[12], [7], [99]]`); `reset` starts from zeros
+    instead."""
 
-    # validated with context {"features": F, "max_timesteps": M} from the served model and settings
+    # validated with context {"features": F, "max_timesteps": M, "vocabulary": V or None} from the served model
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     inputs: list[list[float]]
     reset: bool = False
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _token_rows(cls, rows: Any, info: ValidationInfo) -> Any:
+        """A token model takes a flat list of ids too: each id becomes a one-value row."""
+        if (info.context or {}).get("vocabulary") and isinstance(rows, list):
+            return [[row] if isinstance(row, int | float) and not isinstance(row, bool) else row for row in rows]
+        return rows
 
     @field_validator("inputs")
     @classmethod
@@ -60,6 +69,11 @@ class PredictRequest(BaseModel):
                 raise ValueError(f"row {index} has {len(row)} values, expected {features} features")
             if any(abs(value) > FLOAT32_MAX for value in row):
                 raise ValueError(f"row {index} has a value outside the float32 range")
+            vocabulary = context.get("vocabulary")
+            if vocabulary and not (row[0] == int(row[0]) and 0 <= row[0] < vocabulary):
+                raise ValueError(
+                    f"timestep {index}: token {row[0]:g} is not an id of the vocabulary (0 to {vocabulary - 1})"
+                )
         return rows
 
     @classmethod
@@ -69,7 +83,11 @@ class PredictRequest(BaseModel):
         size = len(body.encode())
         if size > max_bytes:
             raise PayloadTooLarge(f"request body: {size} bytes, at most {max_bytes} accepted")
-        context = {"features": manifest.input.features, "max_timesteps": max_timesteps}
+        context = {
+            "features": manifest.input.features,
+            "max_timesteps": max_timesteps,
+            "vocabulary": manifest.input.vocabulary,
+        }
         try:
             return cls.model_validate_json(body, context=context)
         except ValidationError as error:
@@ -130,6 +148,8 @@ class StateResponse(_Response):
 class ModelInput(_Response):
     name: str
     features: int
+    kind: Literal["features", "tokens"]
+    vocabulary: int | None
 
 
 class ModelState(_Response):
@@ -157,7 +177,12 @@ class ModelResponse(_Response):
             name=manifest.name,
             version=manifest.version,
             engine=engine,
-            input=ModelInput(name=manifest.input.name, features=manifest.input.features),
+            input=ModelInput(
+                name=manifest.input.name,
+                features=manifest.input.features,
+                kind=manifest.input.kind,
+                vocabulary=manifest.input.vocabulary,
+            ),
             outputs=manifest.outputs,
             states=[ModelState.of(spec) for spec in manifest.states],
         )

@@ -12,7 +12,7 @@ def reference_outputs(model: keras.Model, graph: RecurrentGraph, sequence: np.nd
     for layer in model.layers:
         if getattr(layer, "stateful", False):
             layer.reset_state()
-    results = model(sequence[np.newaxis].astype(np.float32), training=False)
+    results = model(graph.keras_input(sequence[np.newaxis].astype(np.float32)), training=False)
     results = results if isinstance(results, (list, tuple)) else [results]
     rows = {}
     for (spec, _), position in zip(graph.outputs, graph.output_positions, strict=True):

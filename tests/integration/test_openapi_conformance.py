@@ -15,7 +15,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
-@pytest.mark.parametrize("model", ["seed", "last_step"])
+@pytest.mark.parametrize("model", ["seed", "last_step", "tokens"])
 def test_schemathesis_finds_nothing(served, model, tmp_path):
     stack = start_stack(served[model].path, port=0, table=f"conformance-{model}")
     try:

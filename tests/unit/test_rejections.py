@@ -166,3 +166,23 @@ def test_inputs_that_make_the_model_overflow_are_422_and_save_nothing(make_clien
     assert_error(reply, 422, "unprocessable", ["inputs", "non-finite", "nothing was saved"])
     assert raw_item(dynamodb, USER) == before
     assert client.predict(USER, [ROW]).body["steps"] == 2
+
+
+def test_token_model_takes_one_id_per_timestep_either_way(make_client, served):
+    client = make_client("tokens")
+    flat = client.request("POST", "/users/reader/predict", json.dumps({"inputs": [12, 7, 0, 49]}))
+    assert flat.status == 200 and flat.body["steps"] == 4 and len(flat.body["outputs"]["next_item"]) == 4
+    rows = client.request("POST", "/users/other/predict", json.dumps({"inputs": [[12], [7], [0], [49]]}))
+    assert rows.status == 200 and rows.body["outputs"] == flat.body["outputs"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "words"),
+    [([3, 50], ["timestep 1", "token 50", "0 to 49"]), ([3, -1], ["timestep 1", "-1"]), ([2.5], ["timestep 0", "2.5"]),
+     ([[3, 4]], ["row 0", "2 values", "1 features"])],
+)
+def test_token_outside_the_vocabulary_is_400_naming_it(make_client, dynamodb, inputs, words):
+    client = make_client("tokens")
+    reply = client.request("POST", "/users/reader/predict", json.dumps({"inputs": inputs}))
+    assert_error(reply, 400, "invalid_request", ["inputs", *words])
+    assert raw_item(dynamodb, "reader", model="tokens") is None
