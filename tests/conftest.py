@@ -18,9 +18,9 @@ os.environ.update(
 )
 
 from carryover.bundle import ModelBundle  # noqa: E402
-from carryover.keras_graph import RecurrentGraph, keras  # noqa: E402
+from carryover.keras_graph import RecurrentGraph, WindowGraph, keras  # noqa: E402
 from carryover.manifest import Manifest  # noqa: E402
-from layers.model.export import export  # noqa: E402
+from layers.model.export import export, graph_for  # noqa: E402
 from tests.models import BUILDERS  # noqa: E402
 
 
@@ -32,7 +32,7 @@ class Served:
     """A test model: the original Keras model and the bundle exported from it, loaded with each engine."""
 
     keras_model: keras.Model
-    graph: RecurrentGraph
+    graph: RecurrentGraph | WindowGraph
     path: Path
     bundles: dict[str, ModelBundle]
 
@@ -49,9 +49,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
         model = build()
         source = root / f"{key}.keras"
         model.save(source)
-        export(source, root / key, sequences=3)
+        manifest = export(source, root / key, sequences=3).manifest
         bundles = {engine: ModelBundle.load(root / key, engine) for engine in ENGINES}
-        found[key] = Served(model, RecurrentGraph(model), root / key, bundles)
+        model, graph = graph_for(model, manifest.mode, manifest.window)
+        found[key] = Served(model, graph, root / key, bundles)
     return found
 
 

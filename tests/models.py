@@ -74,6 +74,32 @@ def normalized() -> keras.Model:
     return model
 
 
+def conv_window() -> keras.Model:
+    """Trained on fixed windows of 12: Conv1D -> MaxPooling1D -> LSTM -> one answer per window."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.layers.Input(shape=(12, 6), name="window")
+    features = keras.layers.Conv1D(8, 3, activation="relu", name="conv")(inputs)
+    pooled = keras.layers.MaxPooling1D(2, name="pool")(features)
+    hidden = keras.layers.LSTM(10, name="lstm")(pooled)
+    return keras.Model(inputs, keras.layers.Dense(1, name="forecast")(hidden), name="conv-window")
+
+
+def bidirectional() -> keras.Model:
+    """Fixed windows of 10 read both ways: Bidirectional(LSTM), a per-timestep output (its last row answers)."""
+    keras.utils.set_random_seed(8)
+    inputs = keras.layers.Input(shape=(10, 4), name="window")
+    both = keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True), name="both")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2, name="tag")(both), name="bidirectional")
+
+
+def classifier() -> keras.Model:
+    """A return_sequences=False window classifier on windows of 8."""
+    keras.utils.set_random_seed(9)
+    inputs = keras.layers.Input(shape=(8, 5), name="window")
+    hidden = keras.layers.LSTM(12, name="lstm")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="label")(hidden), name="classifier")
+
+
 BUILDERS = {
     "seed": seed,
     "stacked": stacked,
@@ -81,4 +107,7 @@ BUILDERS = {
     "tokens": tokens,
     "masked": masked,
     "normalized": normalized,
+    "conv_window": conv_window,
+    "bidirectional": bidirectional,
+    "classifier": classifier,
 }

@@ -34,10 +34,11 @@ class ModelBundle:
                 "only); set ENGINE=litert, or deploy a container image that installs TensorFlow"
             )
         # Each engine's runtime is imported only when chosen: the zip deployment has no TensorFlow.
+        window = manifest.mode == "window"
         if engine == "litert":
-            from carryover.engine.litert import LiteRTEngine
+            from carryover.engine.litert import LiteRTEngine, LiteRTWindowEngine
 
-            return cls(manifest, LiteRTEngine.load(path, manifest))
-        from carryover.engine.tensorflow import TensorFlowEngine
+            return cls(manifest, (LiteRTWindowEngine if window else LiteRTEngine).load(path, manifest))
+        from carryover.engine.tensorflow import TensorFlowEngine, TensorFlowWindowEngine
 
-        return cls(manifest, TensorFlowEngine.load(path, manifest))
+        return cls(manifest, (TensorFlowWindowEngine if window else TensorFlowEngine).load(path, manifest))

@@ -110,9 +110,9 @@ class RecurrentGraph:
         self.vocabulary = int(embeddings[0].input_dim) if self.tokens else None
         maskings = [step.layer for step in self.steps if isinstance(step.layer, keras.layers.Masking)]
         self.mask_value: float | None = float(maskings[0].mask_value) if maskings else None
-        self.outputs: list[tuple[OutputSpec, TensorKey]] = self._prediction_outputs()
-        keys = [_key(tensor) for tensor in model.outputs]
-        self.output_positions = [keys.index(key) for _, key in self.outputs]  # where each is in model.outputs
+        found = prediction_outputs(model)
+        self.outputs: list[tuple[OutputSpec, TensorKey]] = [(spec, _key(model.outputs[i])) for spec, i in found]
+        self.output_positions = [position for _, position in found]  # where each is in model.outputs
 
     def _visit(self, tensor: Any) -> None:
         if _key(tensor) in self._ordered:
@@ -146,30 +146,13 @@ class RecurrentGraph:
         self.steps.append(_Step(layer, _key(source), outputs, state_range))
         self._ordered.update(outputs)
 
-    def _prediction_outputs(self) -> list[tuple[OutputSpec, TensorKey]]:
-        found: list[tuple[OutputSpec, TensorKey]] = []
-        for tensor in self.model.outputs:
-            history = tensor._keras_history
-            if type(history.operation) in RECURRENT and history.tensor_index > 0:
-                continue  # a state output: carried in the store, not returned
-            name = history.operation.name
-            if any(spec.name == name for spec, _ in found):
-                raise UnsupportedModel(f"output {name!r} appears twice")
-            spec = OutputSpec(name=name, units=int(tensor.shape[-1]), per_timestep=len(tensor.shape) == 3)
-            found.append((spec, _key(tensor)))
-        if not found:
-            raise UnsupportedModel("the model has no prediction output besides recurrent states")
-        return found
-
     @property
     def input_spec(self) -> InputSpec:
-        if self.tokens:
-            return InputSpec(name=self._input.name, features=1, kind="tokens", vocabulary=self.vocabulary)
-        return InputSpec(name=self._input.name, features=int(self._input.shape[-1]))
+        return _input_spec(self._input, self.vocabulary)
 
     def keras_input(self, rows: Any) -> Any:
         """Engine rows, (..., features) float32 (token ids as one float each), in the form the model takes."""
-        return keras.ops.cast(rows[..., 0], "int32") if self.tokens else rows
+        return _keras_input(rows, self.tokens)
 
     def call(self, inputs: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
         """Runs (batch, time, features) inputs from `states`; returns the prediction outputs and new states."""
@@ -232,6 +215,82 @@ class RecurrentGraph:
             for key, value in zip(step.outputs, results, strict=False):  # built without return_state: fewer
                 values[key], masks[key] = value, mask
         return [values[key] for _, key in self.outputs], new_states
+
+
+def prediction_outputs(model: keras.Model) -> list[tuple[OutputSpec, int]]:
+    """The model's outputs that are predictions (not a recurrent layer's returned states), with their positions."""
+    found: list[tuple[OutputSpec, int]] = []
+    for position, tensor in enumerate(model.outputs):
+        history = tensor._keras_history
+        if type(history.operation) in RECURRENT and history.tensor_index > 0:
+            continue  # a state output: carried in the store, not returned
+        name = history.operation.name
+        if any(spec.name == name for spec, _ in found):
+            raise UnsupportedModel(f"output {name!r} appears twice")
+        found.append(
+            (OutputSpec(name=name, units=int(tensor.shape[-1]), per_timestep=len(tensor.shape) == 3), position)
+        )
+    if not found:
+        raise UnsupportedModel("the model has no prediction output besides recurrent states")
+    return found
+
+
+def _input_spec(tensor: Any, vocabulary: int | None) -> InputSpec:
+    if vocabulary is not None:
+        return InputSpec(name=tensor.name, features=1, kind="tokens", vocabulary=vocabulary)
+    return InputSpec(name=tensor.name, features=int(tensor.shape[-1]))
+
+
+def _keras_input(rows: Any, tokens: bool) -> Any:
+    return keras.ops.cast(rows[..., 0], "int32") if tokens else rows
+
+
+class WindowGraph:
+    """A model that answers on a window of its last `window` input rows: any layers Keras and the LiteRT
+    converter can run. Its state is those rows, the oldest first, zeros until that many have arrived (as
+    `keras.utils.pad_sequences` pads by default)."""
+
+    def __init__(self, model: keras.Model, window: int) -> None:
+        if len(model.inputs) != 1:
+            raise UnsupportedModel(f"the model has {len(model.inputs)} inputs; one is supported")
+        self.model, self.window, self._input = model, window, model.inputs[0]
+        self.tokens = len(self._input.shape) == 2
+        if len(self._input.shape) != 3 and not self.tokens:
+            raise UnsupportedModel("the model's input must be (batch, time, features) or (batch, time) token ids")
+        fixed = self._input.shape[1]
+        if fixed is not None and fixed != window:
+            raise UnsupportedModel(
+                f"the model takes windows of {fixed} timesteps, not {window}: export with WINDOW={fixed}"
+            )
+        embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+        if self.tokens and not embeddings:
+            raise UnsupportedModel("a (batch, time) input must go into an Embedding layer")
+        self.vocabulary = int(embeddings[0].input_dim) if self.tokens else None
+        maskings = [layer for layer in model.layers if isinstance(layer, keras.layers.Masking)]
+        self.mask_value: float | None = float(maskings[0].mask_value) if maskings else None
+        found = prediction_outputs(model)
+        self.outputs = [(spec.model_copy(update={"per_timestep": True}), position) for spec, position in found]
+        self._last_step = [spec.per_timestep for spec, _ in found]  # a per-timestep output answers with its last row
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return _input_spec(self._input, self.vocabulary)
+
+    @property
+    def state(self) -> StateSpec:
+        features = self.input_spec.features
+        shape = (self.window, features)
+        return StateSpec(layer="window", kind="Window", tensors=("rows",), units=self.window * features, shape=shape)
+
+    def keras_input(self, rows: Any) -> Any:
+        return _keras_input(rows, self.tokens)
+
+    def call(self, windows: Any) -> list[Any]:
+        """(n, window, features) engine rows -> each prediction output for the n windows, (n, units)."""
+        results = self.model(self.keras_input(windows), training=False)
+        results = results if isinstance(results, list | tuple) else [results]
+        picked = [results[position] for _, position in self.outputs]
+        return [value[:, -1] if last else value for value, last in zip(picked, self._last_step, strict=True)]
 
 
 def content_hash(model: keras.Model) -> str:

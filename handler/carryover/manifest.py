@@ -36,24 +36,30 @@ class OutputSpec(_Spec):
     per_timestep: bool
 
 
-StateKind = Literal["LSTM", "GRU", "SimpleRNN"]
+StateKind = Literal["LSTM", "GRU", "SimpleRNN", "Window"]
+Mode = Literal["carry", "window"]
 
 
 class StateSpec(_Spec):
+    """A recurrent layer's state tensors (carry mode), or the user's last input rows (window mode)."""
+
     layer: str
     kind: StateKind
     tensors: tuple[str, ...]
-    units: int = Field(gt=0)
+    units: int = Field(gt=0)  # values in each tensor
+    shape: tuple[int, ...] | None = None  # how they are laid out, when not flat: (rows, features)
 
     @property
     def shapes(self) -> list[list[int]]:
-        return [[self.units] for _ in self.tensors]
+        return [list(self.shape or (self.units,)) for _ in self.tensors]
 
 
 class Manifest(_Spec):
     format: Literal[1] = 1
     name: str = Field(pattern=NAME_PATTERN)
     version: str
+    mode: Mode = "carry"  # carry: recurrent state between requests; window: the model on the last `window` rows
+    window: int | None = Field(default=None, gt=0)
     input: InputSpec
     outputs: tuple[OutputSpec, ...]
     states: tuple[StateSpec, ...]

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from carryover.errors import InvalidJson, InvalidRequest, PayloadTooLarge
-from carryover.manifest import Manifest, OutputSpec, StateSpec
+from carryover.manifest import Manifest, Mode, OutputSpec, StateSpec
 
 USER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
@@ -135,6 +135,7 @@ class PredictResponse(_Response):
     outputs: dict[str, list[list[float]]]
     steps: int
     state: StateOrigin
+    real_rows: list[int] | None = None  # window mode: how many rows of each timestep's window were the user's
 
 
 class StateResponse(_Response):
@@ -167,6 +168,8 @@ class ModelResponse(_Response):
     name: str
     version: str
     engine: str
+    mode: Mode
+    window: int | None
     input: ModelInput
     outputs: tuple[OutputSpec, ...]
     states: list[ModelState]
@@ -177,6 +180,8 @@ class ModelResponse(_Response):
             name=manifest.name,
             version=manifest.version,
             engine=engine,
+            mode=manifest.mode,
+            window=manifest.window,
             input=ModelInput(
                 name=manifest.input.name,
                 features=manifest.input.features,

@@ -178,13 +178,15 @@ class PredictionService:
         outputs = self.manifest.unpack_outputs(reply.outputs, reply.rows)
         if outputs is None:
             raise AlreadyApplied(f"user {user_id!r}: the recorded response does not fit this model")
+        window = self.manifest.window if self.manifest.mode == "window" else None
         return PredictResponse(
             user_id=user_id,
             model=ModelRef(name=self.manifest.name, version=reply.model_version),
             outputs={name: rows.tolist() for name, rows in outputs.items()},
             steps=reply.steps,
             state=reply.origin,
-        ).model_dump_json()
+            real_rows=[min(reply.steps - reply.rows + i, window) for i in range(1, reply.rows + 1)] if window else None,
+        ).model_dump_json(exclude_none=True)
 
     def _start(self, user_id: str, stored: Stored, reset: bool) -> _Start:
         if not self._store.is_live(stored):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from carryover.engine import Engine
-from carryover.keras_graph import RecurrentGraph, keras
+from carryover.keras_graph import RecurrentGraph, WindowGraph, keras
 from carryover.manifest import Manifest
 from layers.model.reference import reference_outputs
 
@@ -25,7 +25,7 @@ class Verification:
         return self.max_abs_diff <= TOLERANCE
 
 
-def sample_sequence(graph: RecurrentGraph, length: int, rng: np.random.Generator) -> np.ndarray:
+def sample_sequence(graph: RecurrentGraph | WindowGraph, length: int, rng: np.random.Generator) -> np.ndarray:
     """A random sequence in engine form, (length, features) float32: token ids (zeros, the usual padding id,
     among them) for a token model; for a model with Masking, about a quarter of the rows masked."""
     spec = graph.input_spec
@@ -67,7 +67,7 @@ def verify(
     engines: list[Engine],
     manifest: Manifest,
     model: keras.Model,
-    graph: RecurrentGraph,
+    graph: RecurrentGraph | WindowGraph,
     sequences: int,
     seed: int = 0,
     on_sequence: Callable[[], None] = lambda: None,

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from carryover.engine import EngineResult
-from carryover.keras_graph import RecurrentGraph, keras
+from carryover.engine import EngineResult, slide
+from carryover.keras_graph import RecurrentGraph, WindowGraph, keras
 from carryover.manifest import Manifest
 
 
@@ -36,3 +36,25 @@ class TensorFlowEngine:
             for name, out, per_timestep in zip(self._names, outputs, self._per_timestep, strict=True)
         }
         return EngineResult(outputs=rows, state=[s.numpy()[0] for s in new_state])
+
+
+class TensorFlowWindowEngine:
+    """Window mode: the whole Keras model on the windows ending at each new row, all in one call."""
+
+    name = "tensorflow"
+
+    def __init__(self, graph: WindowGraph, manifest: Manifest) -> None:
+        self._window, self._names = graph.window, [spec.name for spec in manifest.outputs]
+        signature = [tf.TensorSpec((None, graph.window, manifest.input.features), tf.float32)]
+        self._call = tf.function(graph.call, input_signature=signature)
+        self.run(np.zeros((1, manifest.input.features), np.float32), manifest.zero_state())  # trace once now
+
+    @classmethod
+    def load(cls, bundle: Path, manifest: Manifest) -> TensorFlowWindowEngine:
+        model = keras.saving.load_model(bundle / manifest.files["tensorflow"], compile=False)
+        return cls(WindowGraph(model, manifest.window or 0), manifest)
+
+    def run(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
+        windows, buffer = slide(state[0], inputs, self._window)
+        outputs = self._call(windows)
+        return EngineResult({name: out.numpy() for name, out in zip(self._names, outputs, strict=True)}, [buffer])
