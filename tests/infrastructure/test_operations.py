@@ -61,7 +61,10 @@ def test_5xx_rate_and_throttle_alarms_are_metric_math_on_the_api_and_table(trans
     assert {throttles[i]["MetricStat"]["Metric"]["MetricName"] for i in ("reads", "writes")} == {
         "ReadThrottleEvents", "WriteThrottleEvents",
     }  # fmt: skip
-    assert all(throttles[i]["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "TableName", "Value": {"Ref": "StateTable"}}] for i in ("reads", "writes"))
+    assert all(
+        throttles[i]["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "TableName", "Value": {"Ref": "StateTable"}}]
+        for i in ("reads", "writes")
+    )
 
 
 def test_dashboard_shows_api_function_table_and_service(translated):
@@ -70,6 +73,10 @@ def test_dashboard_shows_api_function_table_and_service(translated):
     filled = re.sub(r"\$\{[^}]+\}", "x", body)
     widgets = json.loads(filled)["widgets"]
     metrics = {tuple(m[:2]) for widget in widgets for m in widget["properties"]["metrics"]}
-    assert {("AWS/ApiGateway", "5xx"), ("AWS/Lambda", "Duration"), ("AWS/DynamoDB", "ConsumedWriteCapacityUnits")} <= metrics
+    assert {
+        ("AWS/ApiGateway", "5xx"),
+        ("AWS/Lambda", "Duration"),
+        ("AWS/DynamoDB", "ConsumedWriteCapacityUnits"),
+    } <= metrics
     assert {(NAMESPACE, STORE_UNAVAILABLE), (NAMESPACE, WRITE_CONFLICTS)} <= metrics
     assert "${HttpApi}" in body and "${StateTable}" in body and "${Function}" in body

@@ -19,7 +19,10 @@ def sequential(*layers: keras.layers.Layer, name: str = "m") -> keras.Model:
     ("build", "words"),
     [
         (lambda: sequential(keras.layers.Conv1D(3, 2, name="conv")), ["'conv'", "Conv1D", "one timestep at a time"]),
-        (lambda: sequential(keras.layers.Bidirectional(keras.layers.LSTM(3), name="bi")), ["'bi'", "backwards in time"]),
+        (
+            lambda: sequential(keras.layers.Bidirectional(keras.layers.LSTM(3), name="bi")),
+            ["'bi'", "backwards in time"],
+        ),
         (
             lambda: sequential(
                 keras.layers.Conv1D(3, 2, name="conv"),
@@ -85,3 +88,45 @@ def test_state_layout_round_trips_and_refuses_wrong_sizes(served):
         np.testing.assert_array_equal(got, want)
     assert manifest.unpack_state(blob[:-4]) is None
     assert Manifest.read(served["stacked"].path) == manifest
+
+
+def saved(tmp_path, model: keras.Model, name: str = "model.keras"):
+    source = tmp_path / name
+    model.save(source)
+    return source
+
+
+def test_mode_follows_the_model_unless_asked(tmp_path):
+    from tests.models import classifier, last_step, stacked
+
+    fixed = saved(tmp_path, classifier(), "fixed.keras")
+    assert (export(fixed, tmp_path / "a", sequences=2).manifest.mode) == "window"  # stateless, fixed windows
+    carried = export(fixed, tmp_path / "b", sequences=2, mode="carry").manifest
+    assert (carried.mode, carried.window) == ("carry", None)  # streamed as if its time dimension were free
+    free = saved(tmp_path, last_step(), "free.keras")
+    assert export(free, tmp_path / "c", sequences=2).manifest.mode == "carry"
+    windowed = export(free, tmp_path / "d", sequences=2, mode="window", window=6).manifest
+    assert (windowed.mode, windowed.window, windowed.states[0].shape) == ("window", 6, (6, 8))
+    stateful = saved(tmp_path, stacked(), "stateful.keras")
+    assert export(stateful, tmp_path / "e", sequences=2).manifest.mode == "carry"
+
+
+@pytest.mark.parametrize(
+    ("mode", "window", "words"),
+    [("window", None, ["MODE=window needs WINDOW=n"]), ("carry", 5, ["WINDOW goes with MODE=window"])],
+)
+def test_inconsistent_mode_requests_are_one_line(tmp_path, mode, window, words):
+    from tests.models import last_step
+
+    with pytest.raises(ExportFailed) as raised:
+        export(saved(tmp_path, last_step()), tmp_path / "bundle", sequences=1, mode=mode, window=window)
+    assert "\n" not in str(raised.value) and all(word in str(raised.value) for word in words)
+
+
+def test_bidirectional_on_a_free_time_dimension_says_to_use_window_mode(tmp_path):
+    model = keras.Sequential(
+        [keras.layers.Input(shape=(None, 4)), keras.layers.Bidirectional(keras.layers.LSTM(3), name="bi")]
+    )
+    with pytest.raises(ExportFailed) as raised:
+        export(saved(tmp_path, model), tmp_path / "bundle", sequences=1)
+    assert "backwards in time" in str(raised.value) and "MODE=window WINDOW=n" in str(raised.value)

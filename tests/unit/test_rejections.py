@@ -178,8 +178,12 @@ def test_token_model_takes_one_id_per_timestep_either_way(make_client, served):
 
 @pytest.mark.parametrize(
     ("inputs", "words"),
-    [([3, 50], ["timestep 1", "token 50", "0 to 49"]), ([3, -1], ["timestep 1", "-1"]), ([2.5], ["timestep 0", "2.5"]),
-     ([[3, 4]], ["row 0", "2 values", "1 features"])],
+    [
+        ([3, 50], ["timestep 1", "token 50", "0 to 49"]),
+        ([3, -1], ["timestep 1", "-1"]),
+        ([2.5], ["timestep 0", "2.5"]),
+        ([[3, 4]], ["row 0", "2 values", "1 features"]),
+    ],
 )
 def test_token_outside_the_vocabulary_is_400_naming_it(make_client, dynamodb, inputs, words):
     client = make_client("tokens")

@@ -9,7 +9,8 @@ from tests import scenarios
 
 
 @pytest.mark.parametrize(
-    "model", ["seed", "stacked", "last_step", "tokens", "masked", "normalized", "conv_window", "bidirectional", "classifier"]
+    "model",
+    ["seed", "stacked", "last_step", "tokens", "masked", "normalized", "conv_window", "bidirectional", "classifier"],
 )
 def test_interleaved_chunked_streams_match_keras(make_client, served, model, engine):
     scenarios.check_interleaved_streams(make_client(model, engine), served[model], np.random.default_rng(10))
