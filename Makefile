@@ -24,7 +24,8 @@ export KERAS_BACKEND := tensorflow
 help:
 	@echo "make run          serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$(PORT)"
 	@echo "make test         lint (ruff, mypy) and run the whole test suite"
-	@echo "make model        export MODEL (default: the demo) into a verified bundle at $(BUNDLE)"
+	@echo "make model        export MODEL (default: the demo; .keras or Keras 2 .h5) into a verified bundle at $(BUNDLE)"
+	@echo "                  MODE=carry|window WINDOW=n: how it is served (default: chosen from the model)"
 	@echo "make bench        measure latency, compute, cold start and DynamoDB cost on the bundle"
 	@echo "make build        sam build: the Lambda zip and its layers, into .aws-sam/build"
 	@echo "make deploy       build, then sam deploy (guided the first time, then from samconfig.toml)"
@@ -64,11 +65,13 @@ $(MODEL):
 endif
 
 # Which model the bundle was made from: a different MODEL is a different bundle even if older on disk.
+# MODE=carry|window and WINDOW=n choose how the model is served (default: from the model; see README).
+SOURCE := $(abspath $(MODEL)) $(MODE) $(WINDOW)
 $(BUILD)/model-source: FORCE
-	@mkdir -p $(BUILD); echo "$(abspath $(MODEL))" | cmp -s - $@ || echo "$(abspath $(MODEL))" > $@
+	@mkdir -p $(BUILD); echo "$(SOURCE)" | cmp -s - $@ || echo "$(SOURCE)" > $@
 
 $(BUNDLE)/manifest.json: $(MODEL) $(BUILD)/model-source $(EXPORTER) | venv
-	@$(PY) -m layers.model.export $(MODEL) $(BUNDLE)
+	@$(PY) -m layers.model.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW))
 
 model: $(BUNDLE)/manifest.json
 

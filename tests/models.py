@@ -100,6 +100,14 @@ def classifier() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="label")(hidden), name="classifier")
 
 
+def stateful_batch4() -> keras.Model:
+    """A stateful LSTM saved with the batch size it was trained with (4): served one sequence at a time."""
+    keras.utils.set_random_seed(10)
+    inputs = keras.layers.Input(shape=(None, 3), batch_size=4, name="readings")
+    hidden = keras.layers.LSTM(7, return_sequences=True, stateful=True, name="lstm")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden), name="stateful-batch4")
+
+
 BUILDERS = {
     "seed": seed,
     "stacked": stacked,
@@ -110,4 +118,5 @@ BUILDERS = {
     "conv_window": conv_window,
     "bidirectional": bidirectional,
     "classifier": classifier,
+    "stateful_batch4": stateful_batch4,
 }

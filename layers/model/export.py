@@ -100,6 +100,7 @@ def reshaped(model: keras.Model, batch: int | None, time: int | None) -> keras.M
     fixed-window model in carry mode, or batch 1 for a stateful model saved with another batch size."""
     config = model.get_config()
     for layer in config["layers"]:
+        layer.pop("build_config", None)  # the shapes it was built with: rebuilt from the new input instead
         if layer["class_name"] == "InputLayer":
             shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
             layer["config"]["batch_shape"] = [batch, time, *shape[2:]]

@@ -12,7 +12,7 @@ from tests import scenarios
 from tests.clients import HttpClient
 from tests.conftest import ENGINES
 
-ZOO = ("tokens", "masked", "normalized", "last_step", "conv_window", "bidirectional", "classifier")
+ZOO = ("tokens", "masked", "normalized", "last_step", "conv_window", "bidirectional", "classifier", "stateful_batch4")
 WINDOWED = {"conv_window": 12, "bidirectional": 10, "classifier": 8}
 
 
