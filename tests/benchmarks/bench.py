@@ -14,6 +14,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,17 +24,19 @@ import numpy as np
 from carryover.bundle import ModelBundle
 from carryover.composition import build_handler
 from carryover.config import Settings
-from carryover.engine import Engine, EngineResult
+from carryover.engine import Engine, EngineResult, slide
 from carryover.keras_graph import keras
 from carryover.manifest import Manifest
 from carryover.state_item import item_bytes, read_units, write_units
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LOCAL_CREDENTIALS
 from infra.table import ensure_table
+from layers.model.export import export
 from tests import items
 from tests.clients import HandlerClient
 
 TABLE = "bench"
+WINDOW_ENGINES = {"LiteRT engine": "litert", "TensorFlow engine": "tensorflow"}
 # DynamoDB on-demand prices, us-east-1, as AWS published them on 2024-11-01 (USD per million request units)
 PRICES = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
 
@@ -76,9 +79,17 @@ def time_requests(client: HandlerClient, rows: list[list[float]], count: int) ->
     return samples
 
 
+def rows_for(manifest: Manifest, count: int, seed: int = 0) -> np.ndarray:
+    """`count` valid rows for the model: token ids for a token model, features otherwise."""
+    rng = np.random.default_rng(seed)
+    if manifest.input.vocabulary is not None:
+        return rng.integers(0, manifest.input.vocabulary, size=(count, 1)).astype(np.float32)
+    return rng.normal(size=(count, manifest.input.features)).astype(np.float32)
+
+
 def time_engine(engine: Engine, manifest: Manifest, timesteps: int, repeats: int) -> float:
     """Median milliseconds for one engine call on `timesteps` rows."""
-    inputs = np.random.default_rng(0).normal(size=(timesteps, manifest.input.features)).astype(np.float32)
+    inputs = rows_for(manifest, timesteps)
     state = manifest.zero_state()
     engine.run(inputs, state)
     samples = []
@@ -137,12 +148,34 @@ def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str,
     return {key: statistics.median(m[key] for m in measured) for key in PHASES}
 
 
-def cost_table(handler: HandlerClient, client: object, features: int) -> list[dict[str, object]]:
+def window_compute(rows: int = 10, repeats: int = 30) -> dict[str, float]:
+    """Compute per new timestep for a window model, W=30, LSTM(128), F=20: each engine on a `rows`-row
+    request, against `model.predict` on the same `rows` windows in one batch."""
+    with tempfile.TemporaryDirectory() as work:
+        keras.utils.set_random_seed(0)
+        inputs = keras.layers.Input(shape=(30, 20))
+        model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.LSTM(128)(inputs)), name="window-bench")
+        model.save(Path(work) / "window.keras")
+        export(Path(work) / "window.keras", Path(work) / "bundle", sequences=3)
+        bundles = {label: ModelBundle.load(Path(work) / "bundle", engine) for label, engine in WINDOW_ENGINES.items()}
+    manifest = bundles["LiteRT engine"].manifest
+    found = {label: time_engine(bundle.engine, manifest, rows, repeats) / rows for label, bundle in bundles.items()}
+    windows, _ = slide(manifest.zero_state()[0], rows_for(manifest, rows), 30)
+    model.predict(windows, verbose=0)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict(windows, verbose=0)
+        samples.append((time.perf_counter() - start) * 1000)
+    return found | {"model.predict": statistics.median(samples) / rows}
+
+
+def cost_table(handler: HandlerClient, client: object, manifest: Manifest) -> list[dict[str, object]]:
     """Item size and request units of the demo's requests, with and without keys, as a user keeps streaming."""
     rows_found = []
     for keyed in (False, True):
         for rows in (1, 10, 100):
-            user, inputs = f"cost-{keyed}-{rows}", [[0.1] * features] * rows
+            user, inputs = f"cost-{keyed}-{rows}", rows_for(manifest, rows).tolist()
             for count in range(1, 41):
                 before = items.raw_item(client, TABLE, user)
                 reply = handler.predict(user, inputs, key=f"request-{count}" if keyed else None)
@@ -193,11 +226,9 @@ def main() -> None:
     tensorflow = ModelBundle.load(args.bundle, "tensorflow")
     manifest = litert.manifest
     model = keras.saving.load_model(args.bundle / manifest.files["tensorflow"], compile=False)
-    engines: dict[str, Engine] = {
-        "a": SeedApproach(model, manifest),
-        "b": tensorflow.engine,
-        "c": litert.engine,
-    }
+    engines: dict[str, Engine] = {"b": tensorflow.engine, "c": litert.engine}
+    if manifest.mode == "carry" and any(getattr(layer, "stateful", False) for layer in model.layers):
+        engines = {"a": SeedApproach(model, manifest), **engines}  # the question's way needs a stateful layer
     labels = {"a": "seed approach (assign + predict)", "b": "TensorFlow engine", "c": "LiteRT engine"}
 
     calls = {"GetItem": 0, "PutItem": 0}
@@ -208,7 +239,7 @@ def main() -> None:
         )
 
     settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
-    row = [[0.1] * manifest.input.features]
+    row = rows_for(manifest, 1).tolist()
     latency, compute = {}, {}
     for key, engine in engines.items():
         handler = HandlerClient(build_handler(settings, ModelBundle(manifest, engine), client))
@@ -224,25 +255,34 @@ def main() -> None:
         }
 
     cold = {engine: cold_start(args.bundle, engine, dynamodb.endpoint, runs=3) for engine in ("tensorflow", "litert")}
-    costs = cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest.input.features)
+    costs = cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest)
     dynamodb.stop()
 
     print(
         f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model {manifest.name} "
-        f"(LSTM {manifest.states[0].units}); one 1-timestep request per call; local DynamoDB over HTTP\n"
+        f"({manifest.mode} mode); one 1-timestep request per call; local DynamoDB over HTTP\n"
     )
     print("| | p50 ms | p99 ms | engine ms / 1 step | engine ms / 100 steps |")
     print("| --- | --- | --- | --- | --- |")
     for key in engines:
         print(
-            f"| ({key}) {labels[key]} | {latency[key]['p50']:.2f} | {latency[key]['p99']:.2f} | {compute[key]['1']:.3f} | {compute[key]['100']:.2f} |"
+            f"| ({key}) {labels[key]} | {latency[key]['p50']:.2f} | {latency[key]['p99']:.2f} | "
+            f"{compute[key]['1']:.3f} | {compute[key]['100']:.2f} |"
         )
+    slowest = "a" if "a" in engines else "b"
+    for other in [key for key in engines if key != slowest]:
+        print(
+            f"{slowest}/{other}: warm p50 {latency[slowest]['p50'] / latency[other]['p50']:.1f}x, engine per step "
+            f"{compute[slowest]['1'] / compute[other]['1']:.1f}x, per 100 steps {compute[slowest]['100'] / compute[other]['100']:.1f}x"
+        )
+    window = window_compute()
+    print("\n| window model (W=30, LSTM 128, 20 features), a 10-row request | ms per new timestep |")
+    print("| --- | --- |")
+    for name, milliseconds in window.items():
+        print(f"| {name} | {milliseconds:.3f} |")
     print(
-        f"\nwarm p50 ratio a/b: {latency['a']['p50'] / latency['b']['p50']:.1f}x, a/c: {latency['a']['p50'] / latency['c']['p50']:.1f}x"
-    )
-    print(
-        f"engine per step ratio a/b: {compute['a']['1'] / compute['b']['1']:.1f}x, a/c: {compute['a']['1'] / compute['c']['1']:.1f}x; "
-        f"per 100 steps a/b: {compute['a']['100'] / compute['b']['100']:.1f}x, a/c: {compute['a']['100'] / compute['c']['100']:.1f}x"
+        f"model.predict/LiteRT: {window['model.predict'] / window['LiteRT engine']:.1f}x, "
+        f"model.predict/TensorFlow: {window['model.predict'] / window['TensorFlow engine']:.1f}x per new timestep"
     )
     print(
         "\n| cold start, tracing off (fresh process to first response) | imports s | model load s | first request s | total s | peak RSS MB |"
