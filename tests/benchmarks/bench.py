@@ -132,10 +132,14 @@ def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str,
         "PYTHONPATH": f"{root / 'handler'}{os.pathsep}{root}",
         "TRACING": "false",
     }
+    event = json.loads((root / "events" / "predict.json").read_text())  # with rows that fit the bundle's model
+    event["body"] = json.dumps({"inputs": rows_for(Manifest.read(bundle), 3).tolist()})
     measured = []
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(event, file)
     for _ in range(runs):
         result = subprocess.run(
-            [sys.executable, "-c", COLD_START, str(time.time()), str(root / "events" / "predict.json")],
+            [sys.executable, "-c", COLD_START, str(time.time()), file.name],
             capture_output=True,
             text=True,
             env=env,
@@ -177,10 +181,10 @@ def cost_table(handler: HandlerClient, client: object, manifest: Manifest) -> li
         for rows in (1, 10, 100):
             user, inputs = f"cost-{keyed}-{rows}", rows_for(manifest, rows).tolist()
             for count in range(1, 41):
-                before = items.raw_item(client, TABLE, user)
+                before = items.raw_item(client, TABLE, user, manifest.name)
                 reply = handler.predict(user, inputs, key=f"request-{count}" if keyed else None)
                 assert reply.status == 200, reply.body
-                after = items.raw_item(client, TABLE, user)
+                after = items.raw_item(client, TABLE, user, manifest.name)
                 assert after is not None
                 if count in (1, 10, 40):
                     rows_found.append(
