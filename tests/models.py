@@ -100,6 +100,16 @@ def classifier() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="label")(hidden), name="classifier")
 
 
+def attention() -> keras.Model:
+    """Token ids in windows of 16: Embedding -> self-attention -> pooling -> next-item scores."""
+    keras.utils.set_random_seed(11)
+    ids = keras.layers.Input(shape=(16,), dtype="int32", name="items")
+    embedded = keras.layers.Embedding(40, 8, name="embedding")(ids)
+    attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")(embedded, embedded)
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(attended)
+    return keras.Model(ids, keras.layers.Dense(3, name="next")(pooled), name="attention")
+
+
 def stateful_batch4() -> keras.Model:
     """A stateful LSTM saved with the batch size it was trained with (4): served one sequence at a time."""
     keras.utils.set_random_seed(10)
@@ -119,4 +129,5 @@ BUILDERS = {
     "bidirectional": bidirectional,
     "classifier": classifier,
     "stateful_batch4": stateful_batch4,
+    "attention": attention,
 }

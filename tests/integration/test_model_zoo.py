@@ -12,8 +12,11 @@ from tests import scenarios
 from tests.clients import HttpClient
 from tests.conftest import ENGINES
 
-ZOO = ("tokens", "masked", "normalized", "last_step", "conv_window", "bidirectional", "classifier", "stateful_batch4")
-WINDOWED = {"conv_window": 12, "bidirectional": 10, "classifier": 8}
+ZOO = (
+    "tokens", "masked", "normalized", "last_step", "conv_window", "bidirectional", "classifier", "stateful_batch4",
+    "attention",
+)  # fmt: skip
+WINDOWED = {"conv_window": 12, "bidirectional": 10, "classifier": 8, "attention": 16}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -24,7 +27,7 @@ def test_streamed_over_http_it_matches_keras(served, model, engine):
         client = HttpClient(stack.api.url)
         scenarios.check_interleaved_streams(client, served[model], np.random.default_rng(50))
         described = client.model().body
-        assert described["input"]["kind"] == ("tokens" if model == "tokens" else "features")
+        assert described["input"]["kind"] == ("tokens" if model in ("tokens", "attention") else "features")
         assert (described["mode"], described["window"]) == (
             ("window", WINDOWED[model]) if model in WINDOWED else ("carry", None)
         )
