@@ -4,9 +4,21 @@ an attempt in place of the server, which then never sees it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+from carryover.bundle import ModelBundle
+from carryover.composition import build_client, build_service
+from carryover.config import Settings
+from carryover.routes import create_lambda_handler
+from infra.local.dynamodb import EmbeddedDynamoDB
+from infra.local.server import LocalApi
+from infra.table import ensure_table
 
 
 class _Body:
@@ -41,3 +53,21 @@ FAULTS = {
     "connect timeout": raising(ConnectTimeoutError),
     "read timeout": raising(ReadTimeoutError),
 }
+
+
+@contextmanager
+def local_api(bundle: Path, loaded: ModelBundle, table: str) -> Iterator[tuple[str, Any]]:
+    """The local API over an embedded DynamoDB, with the store's own client at hand to break: (url, client)."""
+    store = EmbeddedDynamoDB().start()
+    settings = Settings.from_env(
+        {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": store.endpoint}
+    )
+    client = build_client(settings)
+    ensure_table(client, table)
+    service = build_service(settings, loaded, client)
+    api = LocalApi(lambda: create_lambda_handler(service, settings), port=0).start_background()
+    try:
+        yield api.url, client
+    finally:
+        api.stop()
+        store.stop()

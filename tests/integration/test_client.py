@@ -13,31 +13,17 @@ import pytest
 from botocore.credentials import Credentials
 from carryover_client import ApiError, Bearer, Client, SigV4
 
-from carryover.composition import build_client, build_service
-from carryover.config import Settings
-from carryover.routes import create_lambda_handler
-from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.server import LocalApi
-from infra.table import ensure_table
 from layers.model.reference import reference_outputs
 from tests import scenarios
-from tests.faults import error_response
+from tests.faults import error_response, local_api
 
 
 @pytest.fixture(scope="module")
 def local(served):
     """The local API over an embedded DynamoDB, with the store's client at hand to break."""
-    store = EmbeddedDynamoDB().start()
-    settings = Settings.from_env(
-        {"TABLE_NAME": "client", "MODEL_BUNDLE": str(served["seed"].path), "DYNAMODB_ENDPOINT": store.endpoint}
-    )
-    dynamodb = build_client(settings)
-    ensure_table(dynamodb, "client")
-    service = build_service(settings, served["seed"].bundles["litert"], dynamodb)
-    api = LocalApi(lambda: create_lambda_handler(service, settings), port=0).start_background()
-    yield api.url, dynamodb
-    api.stop()
-    store.stop()
+    with local_api(served["seed"].path, served["seed"].bundles["litert"], "client") as found:
+        yield found
 
 
 def test_stream_in_chunks_matches_keras(local, served):

@@ -12,14 +12,11 @@ from urllib.parse import urlsplit
 import pytest
 from moto.dynamodb.models import dynamodb_backends
 
-from carryover.composition import build_client, build_service
-from carryover.config import Settings
-from carryover.routes import create_lambda_handler
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.server import LocalApi
 from infra.local.stack import StackError, start_stack
-from infra.table import ensure_table
 from tests.clients import HttpClient
+from tests.faults import local_api
 
 ROW = [0.5] * 8
 
@@ -132,14 +129,11 @@ def test_sixty_four_clients_at_once_all_answered(stack):
 
 def test_no_route_waits_behind_a_hung_store(served):
     """Eight predictions hang in the store; GET /model and a ninth user's GET still answer meanwhile."""
-    store = EmbeddedDynamoDB().start()
-    settings = Settings.from_env(
-        {"TABLE_NAME": "hung", "MODEL_BUNDLE": str(served["seed"].path), "DYNAMODB_ENDPOINT": store.endpoint}
-    )
-    client = build_client(settings)
-    ensure_table(client, "hung")
-    service = build_service(settings, served["seed"].bundles["litert"], client)
-    api = LocalApi(lambda: create_lambda_handler(service, settings), port=0).start_background()
+    with local_api(served["seed"].path, served["seed"].bundles["litert"], "hung") as (url, client):
+        check_no_route_waits(url, client)
+
+
+def check_no_route_waits(url: str, client) -> None:
     hung, release = threading.Semaphore(0), threading.Event()
 
     def hang_predictions(params, **_):
@@ -148,7 +142,7 @@ def test_no_route_waits_behind_a_hung_store(served):
             release.wait(60)
 
     client.meta.events.register("provide-client-params.dynamodb.GetItem", hang_predictions)
-    http = HttpClient(api.url)
+    http = HttpClient(url)
     threads = [threading.Thread(target=http.predict, args=(f"hung-{i}", [ROW])) for i in range(8)]
     try:
         for thread in threads:
@@ -161,8 +155,6 @@ def test_no_route_waits_behind_a_hung_store(served):
         release.set()
         for thread in threads:
             thread.join()
-        api.stop()
-        store.stop()
 
 
 def test_one_line_a_request(stack):
