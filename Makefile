@@ -61,7 +61,7 @@ $(DEMO_MODEL): layers/model/demo.py | venv
 
 ifneq ($(MODEL),$(DEMO_MODEL))
 $(MODEL):
-	@echo "MODEL=$(MODEL): no such file; give the path of a .keras file" >&2; exit 1
+	@echo "MODEL=$(MODEL): no such file; give the path of a .keras (or Keras 2 .h5) file" >&2; exit 1
 endif
 
 # Which model the bundle was made from: a different MODEL is a different bundle even if older on disk.

@@ -19,7 +19,7 @@ def problems(port: int, model: str | None) -> list[str]:
         except OSError:
             found.append(f"port {port} is in use: stop what listens there, or choose another with PORT=...")
     if model and not Path(model).is_file():
-        found.append(f"MODEL={model}: no such file; give the path of a .keras file")
+        found.append(f"MODEL={model}: no such file; give the path of a .keras (or Keras 2 .h5) file")
     return found
 
 
