@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -76,6 +77,21 @@ def time_requests(client: HandlerClient, rows: list[list[float]], count: int) ->
         reply = client.predict(user, rows)
         samples.append((time.perf_counter() - start) * 1000)
         assert reply.status == 200, reply.body
+    return samples
+
+
+def time_bare_store(client: Any, manifest: Manifest, count: int) -> list[float]:
+    """Milliseconds for a bare strongly consistent GetItem and a PutItem of an item of the same size, on the same
+    store: what a request costs in round trips alone, the yardstick for the warm request."""
+    user = f"bare-{time.monotonic_ns()}"
+    item = items.key(user, manifest.name) | {"state": {"B": bytes(manifest.state_bytes)}}
+    client.put_item(TableName=TABLE, Item=item)
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        client.get_item(TableName=TABLE, Key=items.key(user, manifest.name), ConsistentRead=True)
+        client.put_item(TableName=TABLE, Item=item)
+        samples.append((time.perf_counter() - start) * 1000)
     return samples
 
 
@@ -258,6 +274,7 @@ def main() -> None:
             "100": time_engine(engine, manifest, 100, max(5, repeats // 3)),
         }
 
+    bare = percentile(time_bare_store(client, manifest, args.requests), 50)  # same store, same run
     cold = {engine: cold_start(args.bundle, engine, dynamodb.endpoint, runs=3) for engine in ("tensorflow", "litert")}
     costs = cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest)
     dynamodb.stop()
@@ -273,6 +290,10 @@ def main() -> None:
             f"| ({key}) {labels[key]} | {latency[key]['p50']:.2f} | {latency[key]['p99']:.2f} | "
             f"{compute[key]['1']:.3f} | {compute[key]['100']:.2f} |"
         )
+    print(
+        f"bare GetItem + PutItem on the same store: p50 {bare:.2f} ms; warm request / bare round trips: "
+        f"TensorFlow {latency['b']['p50'] / bare:.2f}x, LiteRT {latency['c']['p50'] / bare:.2f}x"
+    )
     slowest = "a" if "a" in engines else "b"
     for other in [key for key in engines if key != slowest]:
         print(
