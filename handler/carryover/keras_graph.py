@@ -23,15 +23,10 @@ import keras
 from carryover.errors import UnsupportedModel
 from carryover.manifest import InputSpec, OutputSpec, StateKind, StateSpec
 
-RECURRENT: dict[type, tuple[str, ...]] = {
-    keras.layers.LSTM: ("h", "c"),
-    keras.layers.GRU: ("h",),
-    keras.layers.SimpleRNN: ("h",),
-}
-RECURRENT_KINDS: dict[type, StateKind] = {
-    keras.layers.LSTM: "LSTM",
-    keras.layers.GRU: "GRU",
-    keras.layers.SimpleRNN: "SimpleRNN",
+RECURRENT: dict[type, tuple[StateKind, tuple[str, ...]]] = {  # layer class -> its kind and state tensors
+    keras.layers.LSTM: ("LSTM", ("h", "c")),
+    keras.layers.GRU: ("GRU", ("h",)),
+    keras.layers.SimpleRNN: ("SimpleRNN", ("h",)),
 }
 # Layers that act on each timestep alone (BatchNormalization in its inference form), passing any mask on.
 ELEMENTWISE = (
@@ -104,12 +99,10 @@ class RecurrentGraph:
             self._visit(tensor)
         if self._problems:
             raise UnsupportedModel(f"cannot stream {'; '.join(self._problems)}; supported layers are {SUPPORTED}")
-        embeddings = [step.layer for step in self.steps if isinstance(step.layer, keras.layers.Embedding)]
-        if self.tokens and not any(step.source == self._input_key for step in self.steps if step.layer in embeddings):
+        first = [step.layer for step in self.steps if step.source == self._input_key]
+        if self.tokens and not all(isinstance(layer, keras.layers.Embedding) for layer in first):
             raise UnsupportedModel("a (batch, time) input must go into an Embedding layer")
-        self.vocabulary = int(embeddings[0].input_dim) if self.tokens else None
-        maskings = [step.layer for step in self.steps if isinstance(step.layer, keras.layers.Masking)]
-        self.mask_value: float | None = float(maskings[0].mask_value) if maskings else None
+        self.vocabulary, self.mask_value = _input_traits(model, self.tokens)
         found = prediction_outputs(model)
         self.outputs: list[tuple[OutputSpec, TensorKey]] = [(spec, _key(model.outputs[i])) for spec, i in found]
         self.output_positions = [position for _, position in found]  # where each is in model.outputs
@@ -136,11 +129,9 @@ class RecurrentGraph:
             # its output under tf.function when the number of timesteps is unknown
         if type(layer) in RECURRENT:
             begin = sum(len(spec.tensors) for spec in self.states)
-            tensors = RECURRENT[type(layer)]
+            kind, tensors = RECURRENT[type(layer)]
             state_range = (begin, begin + len(tensors))
-            self.states.append(
-                StateSpec(layer=layer.name, kind=RECURRENT_KINDS[type(layer)], tensors=tensors, units=layer.units)
-            )
+            self.states.append(StateSpec(layer=layer.name, kind=kind, tensors=tensors, units=layer.units))
             layer = _stateless_copy(layer, tuple(source.shape))
         outputs = tuple(_key(t) for t in node.output_tensors)
         self.steps.append(_Step(layer, _key(source), outputs, state_range))
@@ -241,6 +232,16 @@ def _input_spec(tensor: Any, vocabulary: int | None) -> InputSpec:
     return InputSpec(name=tensor.name, features=int(tensor.shape[-1]))
 
 
+def _input_traits(model: keras.Model, tokens: bool) -> tuple[int | None, float | None]:
+    """A token model's vocabulary (its Embedding's), and the value a Masking layer masks, where there are."""
+    embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    if tokens and not embeddings:
+        raise UnsupportedModel("a (batch, time) input must go into an Embedding layer")
+    maskings = [layer for layer in model.layers if isinstance(layer, keras.layers.Masking)]
+    vocabulary = int(embeddings[0].input_dim) if tokens else None
+    return vocabulary, float(maskings[0].mask_value) if maskings else None
+
+
 def _keras_input(rows: Any, tokens: bool) -> Any:
     return keras.ops.cast(rows[..., 0], "int32") if tokens else rows
 
@@ -262,12 +263,7 @@ class WindowGraph:
             raise UnsupportedModel(
                 f"the model takes windows of {fixed} timesteps, not {window}: export with WINDOW={fixed}"
             )
-        embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
-        if self.tokens and not embeddings:
-            raise UnsupportedModel("a (batch, time) input must go into an Embedding layer")
-        self.vocabulary = int(embeddings[0].input_dim) if self.tokens else None
-        maskings = [layer for layer in model.layers if isinstance(layer, keras.layers.Masking)]
-        self.mask_value: float | None = float(maskings[0].mask_value) if maskings else None
+        self.vocabulary, self.mask_value = _input_traits(model, self.tokens)
         found = prediction_outputs(model)
         self.outputs = [(spec.model_copy(update={"per_timestep": True}), position) for spec, position in found]
         self._last_step = [spec.per_timestep for spec, _ in found]  # a per-timestep output answers with its last row

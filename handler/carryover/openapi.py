@@ -107,20 +107,25 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return responses
 
 
-_USER = {
-    "name": "user_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": f"^{USER_ID.pattern}$"},
-    "description": "1-128 characters of A-Z a-z 0-9 . _ : @ - (percent-encoding is decoded first).",
-}
-_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
-    "description": "Applies the request once: a repeat with the same key and request returns the first answer.",
-}
+def _parameter(name: str, where: str, pattern: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": {"type": "string", "pattern": f"^{pattern}$"},
+        "description": description,
+    }
+
+
+_USER = _parameter(
+    "user_id", "path", USER_ID.pattern, "1-128 characters of A-Z a-z 0-9 . _ : @ - (percent-encoding is decoded first)."
+)
+_KEY = _parameter(
+    "Idempotency-Key",
+    "header",
+    IDEMPOTENCY_KEY.pattern,
+    "Applies the request once: a repeat with the same key and request returns the first answer.",
+)
 _STATE_LINK = {"operationId": "getState", "parameters": {"user_id": "$request.path.user_id"}}
 
 

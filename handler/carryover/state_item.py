@@ -41,7 +41,9 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, get_args
+
+from carryover.schemas import StateOrigin  # the API's names for where a state started
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -51,7 +53,6 @@ else:
     Attribute = dict
 
 Item = dict[str, Attribute]
-Origin = Literal["new", "continued", "reset"]
 
 PARTITION_KEY = "user_id"
 SORT_KEY = "model"
@@ -63,7 +64,7 @@ DIGEST_BYTES = 8
 _KEY_RECORD = struct.Struct("<8s8sI")  # key digest, request fingerprint, epoch seconds
 MAX_COUNT = 2**53  # steps and revisions beyond this are damage, not data
 ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's item size limit
-_ORIGINS: tuple[Origin, ...] = ("new", "continued", "reset")
+_ORIGINS: tuple[StateOrigin, ...] = get_args(StateOrigin)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Reply:
     key: bytes
     model_version: str
     steps: int
-    origin: Origin
+    origin: StateOrigin
     rows: int
     outputs: bytes  # float32 values of every output, in manifest order
 

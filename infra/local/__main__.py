@@ -17,13 +17,11 @@ from pathlib import Path
 JOURNAL = Path(".build/local-dynamodb.jsonl")
 
 
-def _quiet_unless_debug() -> bool:
+def _quiet_unless_debug() -> None:
     """The terminal shows one line a request; LOG_LEVEL=DEBUG brings back the structured logs and metrics."""
-    debug = (os.environ.get("LOG_LEVEL") or "").upper() == "DEBUG"
     os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOG_LEVEL") or "ERROR"
-    if not debug:
+    if os.environ["POWERTOOLS_LOG_LEVEL"].upper() != "DEBUG":
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-    return debug
 
 
 def main() -> None:
@@ -47,7 +45,7 @@ def main() -> None:
         )
     except (ConfigurationError, StackError, ValueError, OSError) as error:
         sys.exit(f"cannot start: {error}")
-    url, service_model = stack.api.url, stack.settings.model_bundle
+    url, bundle = stack.api.url, stack.settings.model_bundle
     if stack.dynamodb is None:
         store = f"DynamoDB at {endpoint}, table {stack.settings.table_name}"
     else:
@@ -55,13 +53,13 @@ def main() -> None:
             f"embedded DynamoDB kept in {JOURNAL} ({stack.dynamodb.restored_items} items restored); "
             f"to start empty: make clean-state"
         )
-    features = ", ".join(["0.1"] * _features(service_model))
-    print(f"carryover serving {service_model} at {url}")
+    example = _example_inputs(bundle)
+    print(f"carryover serving {bundle} at {url}")
     print(f"state: {store}")
     print(f"API: {url}/docs (OpenAPI: {url}/openapi.json)")
     print("try:")
     print(f"  curl -s -X POST {url}/users/alice/predict -H 'content-type: application/json' \\")
-    print(f"       -d '{{\"inputs\": [[{features}]]}}'")
+    print(f"       -d '{{\"inputs\": {example}}}'")
     print(f"  curl -s {url}/users/alice/state")
     print(f"  curl -s {url}/model")
     print("requests (method, path, status, time, state or error):", flush=True)
@@ -71,10 +69,12 @@ def main() -> None:
         stack.stop()
 
 
-def _features(bundle: Path) -> int:
+def _example_inputs(bundle: Path) -> str:
+    """A valid `inputs` for the served model: three token ids, or one row of features."""
     from carryover.manifest import Manifest
 
-    return Manifest.read(bundle).input.features
+    spec = Manifest.read(bundle).input
+    return "[1, 2, 3]" if spec.kind == "tokens" else "[[" + ", ".join(["0.1"] * spec.features) + "]]"
 
 
 if __name__ == "__main__":

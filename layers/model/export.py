@@ -28,7 +28,7 @@ from carryover.engine.litert import LiteRTEngine, LiteRTWindowEngine
 from carryover.engine.tensorflow import TensorFlowEngine, TensorFlowWindowEngine
 from carryover.errors import UnsupportedModel
 from carryover.keras_graph import RecurrentGraph, WindowGraph, content_hash, keras
-from carryover.manifest import NAME_PATTERN, Manifest, Mode
+from carryover.manifest import NAME_PATTERN, Manifest, Mode, StateSpec
 from layers.model import legacy
 from layers.model.verify import TOLERANCE, Verification, verify
 
@@ -62,15 +62,20 @@ def load_source(source: Path) -> tuple[keras.Model, list[str]]:
 
 
 def build_manifest(model: keras.Model, graph: RecurrentGraph | WindowGraph, name: str) -> Manifest:
-    window = isinstance(graph, WindowGraph)
+    if isinstance(graph, WindowGraph):
+        mode: Mode = "window"
+        window: int | None = graph.window
+        states: tuple[StateSpec, ...] = (graph.state,)
+    else:
+        mode, window, states = "carry", None, tuple(graph.states)
     return Manifest(
         name=name,
         version=content_hash(model),
-        mode="window" if window else "carry",
-        window=graph.window if isinstance(graph, WindowGraph) else None,
+        mode=mode,
+        window=window,
         input=graph.input_spec,
         outputs=tuple(spec for spec, _ in graph.outputs),
-        states=(graph.state,) if isinstance(graph, WindowGraph) else tuple(graph.states),
+        states=states,
         files={"tensorflow": KERAS_FILE, "litert": LITERT_FILE},
     )
 
@@ -95,19 +100,27 @@ def choose_mode(model: keras.Model, mode: Mode | None, window: int | None) -> tu
     return mode, window
 
 
-def reshaped(model: keras.Model, batch: int | None, time: int | None) -> keras.Model:
-    """The same model, weights included, taking (batch, time, ...) inputs: a free time dimension to stream a
-    fixed-window model in carry mode, or batch 1 for a stateful model saved with another batch size."""
+def _twin(model: keras.Model, edit: Callable[[dict[str, Any]], None]) -> keras.Model:
+    """The same model, weights included, built from its config after `edit` changed it."""
     config = model.get_config()
-    for layer in config["layers"]:
-        layer.pop("build_config", None)  # the shapes it was built with: rebuilt from the new input instead
-        if layer["class_name"] == "InputLayer":
-            shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
-            layer["config"]["batch_shape"] = [batch, time, *shape[2:]]
-            layer["config"].pop("batch_input_shape", None)
+    edit(config)
     twin = type(model).from_config(config)
     twin.set_weights(model.get_weights())
     return twin
+
+
+def reshaped(model: keras.Model, batch: int | None, time: int | None) -> keras.Model:
+    """The same model taking (batch, time, ...) inputs: a free time dimension to stream a fixed-window model in
+    carry mode, or batch 1 for a stateful model saved with another batch size."""
+
+    def reshape(config: dict[str, Any]) -> None:
+        for layer in config["layers"]:
+            layer.pop("build_config", None)  # the shapes it was built with: rebuilt from the new input instead
+            if layer["class_name"] == "InputLayer":
+                shape = layer["config"].pop("batch_input_shape", None) or layer["config"]["batch_shape"]
+                layer["config"]["batch_shape"] = [batch, time, *shape[2:]]
+
+    return _twin(model, reshape)
 
 
 def graph_for(model: keras.Model, mode: Mode, window: int | None) -> tuple[keras.Model, RecurrentGraph | WindowGraph]:
@@ -140,6 +153,7 @@ def step_flatbuffer(graph: RecurrentGraph, manifest: Manifest) -> bytes:
 
 
 def _unroll(config: Any) -> None:
+    """Every recurrent layer in a model config (wrapped ones too) set to unroll."""
     if isinstance(config, dict):
         if config.get("class_name") in ("LSTM", "GRU", "SimpleRNN"):
             config["config"]["unroll"] = True
@@ -154,11 +168,7 @@ def window_flatbuffer(graph: WindowGraph, manifest: Manifest) -> bytes:
     """The whole model over a batch of windows, (n, window, features) -> each output (n, units), for LiteRT.
     A window's length is fixed, so recurrent layers are unrolled (same weights): LiteRT then needs no loop
     over time, and the number of windows can vary from call to call."""
-    config = graph.model.get_config()
-    _unroll(config["layers"])
-    unrolled = type(graph.model).from_config(config)
-    unrolled.set_weights(graph.model.get_weights())
-    twin = WindowGraph(unrolled, graph.window)
+    twin = WindowGraph(_twin(graph.model, _unroll), graph.window)
     signature = [tf.TensorSpec((None, graph.window, manifest.input.features), tf.float32)]
     function = tf.function(twin.call, input_signature=signature).get_concrete_function()
     return tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
