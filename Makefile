@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SAM := PATH="$(abspath $(VENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam
 # checkov pins libraries of its own: it gets a virtual environment apart from the project's
 CHECKOV_VENV := .venv-checkov
-BUILD := .build
+BUILD ?= .build
 DEMO_MODEL := $(BUILD)/demo.keras
 MODEL ?= $(DEMO_MODEL)
 BUNDLE ?= $(BUILD)/bundle
