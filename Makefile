@@ -13,8 +13,8 @@ MODEL ?= $(DEMO_MODEL)
 BUNDLE ?= $(BUILD)/bundle
 PORT ?= 3000
 # What an export depends on: the bundle is rebuilt only when the model, its path or one of these changed.
-EXPORTER := $(wildcard layers/model/*.py handler/carryover/engine/*.py) handler/carryover/keras_graph.py \
-	handler/carryover/manifest.py
+EXPORTER := $(wildcard layers/exporter/*.py handler/carryover/engine/*.py handler/carryover/keras_model/*.py) \
+	handler/carryover/manifest.py handler/carryover/modes.py
 export PYTHONPATH := handler:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
@@ -56,8 +56,8 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 preflight:
 	@$(PYTHON) infra/local/preflight.py $(PORT) $(filter-out $(DEMO_MODEL),$(MODEL))
 
-$(DEMO_MODEL): layers/model/demo.py | venv
-	@$(PY) -m layers.model.demo $@
+$(DEMO_MODEL): layers/exporter/demo.py | venv
+	@$(PY) -m layers.exporter.demo $@
 
 ifneq ($(MODEL),$(DEMO_MODEL))
 $(MODEL):
@@ -71,18 +71,20 @@ $(BUILD)/model-source: FORCE
 	@mkdir -p $(BUILD); echo "$(SOURCE)" | cmp -s - $@ || echo "$(SOURCE)" > $@
 
 $(BUNDLE)/manifest.json: $(MODEL) $(BUILD)/model-source $(EXPORTER) | venv
-	@$(PY) -m layers.model.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW))
+	@$(PY) -m layers.exporter.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW))
 
 model: $(BUNDLE)/manifest.json
 
 run: preflight model
 	@PORT=$(PORT) $(PY) -m infra.local $(BUNDLE)
 
+LINTED := handler layers infra client examples tests
+
 lint: venv
-	$(VENV)/bin/ruff check handler layers infra client examples
-	$(VENV)/bin/ruff format --check handler layers infra client examples
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict client/carryover_client
+	$(VENV)/bin/mypy --strict handler client/carryover_client
 
 test: lint $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
@@ -106,7 +108,7 @@ example: model
 	$(PY) -m examples.stream_chart $(BUNDLE) docs/stream.png
 
 openapi: venv
-	$(PY) -m carryover.openapi > openapi.json
+	$(PY) -m carryover.http.openapi > openapi.json
 
 lock: venv
 	$(VENV)/bin/pip install --quiet -r requirements.in

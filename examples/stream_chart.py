@@ -13,12 +13,12 @@ import argparse
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 from carryover_client import Client
 
-from carryover.keras_graph import RecurrentGraph, keras
+from carryover.keras_model.carry import CarryGraph
 from carryover.manifest import Manifest
-from layers.model.reference import reference_outputs
 
 
 def sensor_sequence(length: int, features: int, seed: int = 3) -> np.ndarray:
@@ -33,7 +33,7 @@ def sensor_sequence(length: int, features: int, seed: int = 3) -> np.ndarray:
 
 
 def chunk_sizes(length: int, seed: int = 4) -> list[int]:
-    rng, sizes = np.random.default_rng(seed), []
+    rng, sizes = np.random.default_rng(seed), list[int]()
     while sum(sizes) < length:
         sizes.append(min(int(rng.integers(1, 17)), length - sum(sizes)))
     return sizes
@@ -48,10 +48,10 @@ def stream_and_chart(bundle: Path, out: Path, url: str | None = None, length: in
 
     manifest = Manifest.read(bundle)
     model = keras.saving.load_model(bundle / manifest.files["tensorflow"], compile=False)
-    graph = RecurrentGraph(model)
+    graph = CarryGraph(model)
     sequence = sensor_sequence(length, manifest.input.features)
     output = next(spec for spec in manifest.outputs if spec.per_timestep)
-    expected = reference_outputs(model, graph, sequence)[output.name][:, 0]
+    expected = graph.reference(model, sequence)[output.name][:, 0]
 
     stack = None
     if url is None:

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from infra.local.server import LocalContext
 
@@ -51,7 +51,7 @@ class Client:
 class HandlerClient(Client):
     """Invokes a Lambda handler in process with events shaped like the files in `events/`."""
 
-    ROUTE_EVENTS = {
+    ROUTE_EVENTS: ClassVar[dict[tuple[str, str], str]] = {
         ("POST", "predict"): "predict.json",
         ("GET", "state"): "get_state.json",
         ("DELETE", "state"): "delete_state.json",

@@ -17,12 +17,13 @@ os.environ.update(
     TF_CPP_MIN_LOG_LEVEL="2",
 )
 
-from carryover.bundle import ModelBundle  # noqa: E402
-from carryover.keras_graph import RecurrentGraph, WindowGraph, keras  # noqa: E402
-from carryover.manifest import Manifest  # noqa: E402
-from layers.model.export import export, graph_for  # noqa: E402
-from tests.models import BUILDERS  # noqa: E402
+import keras
 
+from carryover.bundle import ModelBundle
+from carryover.manifest import Manifest
+from carryover.modes import MODES, Graph
+from layers.exporter.export import export, graph_for
+from tests.models import BUILDERS
 
 ENGINES = ("litert", "tensorflow")
 
@@ -32,7 +33,7 @@ class Served:
     """A test model: the original Keras model and the bundle exported from it, loaded with each engine."""
 
     keras_model: keras.Model
-    graph: RecurrentGraph | WindowGraph
+    graph: Graph
     path: Path
     bundles: dict[str, ModelBundle]
 
@@ -51,7 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
         model.save(source)
         manifest = export(source, root / key, sequences=3).manifest
         bundles = {engine: ModelBundle.load(root / key, engine) for engine in ENGINES}
-        model, graph = graph_for(model, manifest.mode, manifest.window)
+        model, graph = graph_for(model, MODES[manifest.mode], manifest.window)
         found[key] = Served(model, graph, root / key, bundles)
     return found
 

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.exceptions import BotoCoreError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from carryover.bundle import ModelBundle
 from carryover.composition import build_client, build_service
 from carryover.config import Settings
-from carryover.routes import create_lambda_handler
+from carryover.http.lambda_handler import create_lambda_handler
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.server import LocalApi
 from infra.table import ensure_table
@@ -32,12 +32,13 @@ class _Body:
 def error_response(status: int, code: str):
     def respond(request, **_):
         payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
-        return AWSResponse(request.url, status, {"x-amzn-requestid": "injected"}, _Body(payload))
+        headers = HTTPHeaders.from_pairs([("x-amzn-requestid", "injected")])
+        return AWSResponse(request.url, status, headers, _Body(payload))
 
     return respond
 
 
-def raising(error: type[Exception]):
+def raising(error: type[BotoCoreError]):
     def respond(request, **_):
         raise error(endpoint_url=request.url)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from carryover.state_item import Item, item_key
+from carryover.store.codec import item_key
+from carryover.store.item import Item
 
 MODEL = "seed_lstm"
 

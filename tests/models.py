@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
-from carryover.keras_graph import keras
-from layers.model.demo import FEATURES, seed_model
+from layers.exporter.demo import FEATURES, seed_model
 
 
 def seed() -> keras.Model:

@@ -6,8 +6,7 @@ import uuid
 
 import numpy as np
 
-from layers.model.reference import reference_outputs
-from layers.model.verify import TOLERANCE, random_chunks, sample_sequence
+from layers.exporter.verify import TOLERANCE, random_chunks, sample_sequence
 from tests.clients import Client
 from tests.conftest import Served
 
@@ -29,7 +28,7 @@ def expected_chunk(
         if spec.per_timestep:
             expected[spec.name] = full[spec.name][start:end]
         else:
-            expected[spec.name] = reference_outputs(served.keras_model, served.graph, whole[:end])[spec.name]
+            expected[spec.name] = served.graph.reference(served.keras_model, whole[:end])[spec.name]
     return expected
 
 
@@ -46,7 +45,7 @@ def assert_matches(outputs: dict[str, list[list[float]]], expected: dict[str, np
 
 def stream(client: Client, served: Served, user: str, whole: np.ndarray, sizes: list[int], offset: int = 0) -> None:
     """Sends `whole` in chunks for `user`, checking each reply against Keras; steps continue from `offset`."""
-    full = reference_outputs(served.keras_model, served.graph, whole)
+    full = served.graph.reference(served.keras_model, whole)
     start = 0
     for size in sizes:
         reply = client.predict(user, whole[start : start + size])
@@ -61,7 +60,7 @@ def check_interleaved_streams(client: Client, served: Served, rng: np.random.Gen
     """Several users' sequences sent in chunks of varying size, interleaved, each matching Keras."""
     names = [new_user() for _ in range(users)]
     wholes = {name: sequence(served, rng, int(rng.integers(12, 30))) for name in names}
-    fulls = {name: reference_outputs(served.keras_model, served.graph, whole) for name, whole in wholes.items()}
+    fulls = {name: served.graph.reference(served.keras_model, whole) for name, whole in wholes.items()}
     plans = {name: random_chunks(len(whole), rng) for name, whole in wholes.items()}
     sent = dict.fromkeys(names, 0)
     while any(plans.values()):
@@ -87,7 +86,7 @@ def check_reset_restarts(client: Client, served: Served, rng: np.random.Generato
     user = new_user()
     stream(client, served, user, sequence(served, rng, 9), [4, 5])
     fresh = sequence(served, rng, 7)
-    full = reference_outputs(served.keras_model, served.graph, fresh)
+    full = served.graph.reference(served.keras_model, fresh)
     reply = client.predict(user, fresh[:3], reset=True)
     assert reply.status == 200 and reply.body["state"] == "reset" and reply.body["steps"] == 3
     assert_matches(reply.body["outputs"], expected_chunk(served, fresh, full, 0, 3))

@@ -1,4 +1,4 @@
-"""Loads a model bundle: its manifest and the engine that runs it."""
+"""Loads a model bundle: its manifest, its serving mode and the engine that runs it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from carryover.engine import Engine
 from carryover.errors import UnsupportedModel
 from carryover.manifest import Manifest
+from carryover.modes import mode_of
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,4 @@ class ModelBundle:
                 "ENGINE=tensorflow: TensorFlow is not installed here (the zip deployment's runtime layer has LiteRT "
                 "only); set ENGINE=litert, or deploy a container image that installs TensorFlow"
             )
-        # Each engine's runtime is imported only when chosen: the zip deployment has no TensorFlow.
-        window = manifest.mode == "window"
-        if engine == "litert":
-            from carryover.engine.litert import LiteRTEngine, LiteRTWindowEngine
-
-            return cls(manifest, (LiteRTWindowEngine if window else LiteRTEngine).load(path, manifest))
-        from carryover.engine.tensorflow import TensorFlowEngine, TensorFlowWindowEngine
-
-        return cls(manifest, (TensorFlowWindowEngine if window else TensorFlowEngine).load(path, manifest))
+        return cls(manifest, mode_of(manifest).engine(engine, path, manifest))

@@ -10,12 +10,11 @@ from datetime import timedelta
 
 from carryover.bundle import ModelBundle
 from carryover.config import ConfigurationError, Settings
-from carryover.routes import LambdaHandler, create_lambda_handler
-from carryover.service import REPLY_LIMIT_BYTES, PredictionService
-from carryover.state_item import ITEM_LIMIT_BYTES
-from carryover.state_store import Clock, DynamoDBClient, StateStore, StoreSettings, dynamodb_client, utc_now
-
-ITEM_OVERHEAD_BYTES = 2048  # keys, names, write ids, times: everything in an item but the state and the reply
+from carryover.core.service import REPLY_LIMIT_BYTES, PredictionService
+from carryover.http.lambda_handler import LambdaHandler, create_lambda_handler
+from carryover.store import StateStore
+from carryover.store.dynamodb import Clock, DynamoDBClient, DynamoDBStateStore, dynamodb_client, utc_now
+from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, Lifetimes, largest_item_bytes
 
 
 def build_client(settings: Settings) -> DynamoDBClient:
@@ -27,27 +26,42 @@ def build_client(settings: Settings) -> DynamoDBClient:
     )
 
 
-def build_service(
-    settings: Settings, bundle: ModelBundle | None = None, client: DynamoDBClient | None = None, clock: Clock = utc_now
-) -> PredictionService:
-    """Loads the model and connects the store: the work of a cold start."""
-    bundle = bundle or ModelBundle.load(settings.model_bundle, settings.engine)
-    largest = bundle.manifest.state_bytes + REPLY_LIMIT_BYTES + ITEM_OVERHEAD_BYTES + 20 * settings.idempotency_keys
-    if largest > ITEM_LIMIT_BYTES:
+def lifetimes(settings: Settings) -> Lifetimes:
+    keys = KeyWindow(ttl=timedelta(hours=settings.idempotency_ttl_hours), size=settings.idempotency_keys)
+    return Lifetimes(state_ttl=timedelta(days=settings.state_ttl_days), keys=keys)
+
+
+def check_item_fits(bundle: ModelBundle, settings: Settings) -> None:
+    """Refuses at cold start a model whose item could pass the store's limit with these settings."""
+    manifest = bundle.manifest
+    if largest_item_bytes(manifest.state_bytes, REPLY_LIMIT_BYTES, lifetimes(settings).keys) > ITEM_LIMIT_BYTES:
         raise ConfigurationError(
-            f"model {bundle.manifest.name}: its state ({bundle.manifest.state_bytes} bytes) does not fit a DynamoDB "
+            f"model {manifest.name}: its state ({manifest.state_bytes} bytes) does not fit a DynamoDB "
             f"item with room for IDEMPOTENCY_KEYS={settings.idempotency_keys} and a recorded response"
         )
-    store_settings = StoreSettings(
-        ttl=timedelta(days=settings.state_ttl_days),
-        key_ttl=timedelta(hours=settings.idempotency_ttl_hours),
-        max_keys=settings.idempotency_keys,
-    )
-    store = StateStore(
-        client or build_client(settings), settings.table_name, bundle.manifest.name, store_settings, clock
+
+
+def build_service(
+    settings: Settings,
+    bundle: ModelBundle | None = None,
+    client: DynamoDBClient | None = None,
+    clock: Clock = utc_now,
+    store: StateStore | None = None,
+) -> PredictionService:
+    """Loads the model and connects the store (DynamoDB unless one is given): the work of a cold start."""
+    bundle = bundle or ModelBundle.load(settings.model_bundle, settings.engine)
+    check_item_fits(bundle, settings)
+    store = store or DynamoDBStateStore(
+        client or build_client(settings), settings.table_name, bundle.manifest.name, lifetimes(settings), clock
     )
     return PredictionService(
-        bundle.manifest, bundle.engine, store, clock, settings.conflict_retries, settings.state_on_incompatible
+        bundle.manifest,
+        bundle.engine,
+        store,
+        clock,
+        settings.conflict_retries,
+        settings.state_on_incompatible,
+        lifetimes(settings).keys,
     )
 
 

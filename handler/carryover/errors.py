@@ -1,45 +1,24 @@
-"""Errors the service answers with, each with its HTTP status and a stable code; `ErrorResponse` is the one
-shape every error body has."""
+"""The errors the service raises, whatever the way in: each has a stable code and says whether the same request
+can succeed if sent again. They carry no transport: the HTTP layer maps each code to a status
+(`carryover.http.errors`), a stream consumer to a retry or a failed record."""
 
 from __future__ import annotations
-
-from pydantic import BaseModel, ConfigDict
-
-
-class ErrorDetail(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    error: ErrorDetail
 
 
 class UnsupportedModel(ValueError):
     """The Keras model has a layer or shape the engines cannot run; raised at export or load."""
 
 
-class ApiError(Exception):
-    status = 500
+class ServiceError(Exception):
     code = "internal_error"
+    retryable = False  # True: the same request, sent again later, can succeed
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
-    def body(self) -> ErrorResponse:
-        return ErrorResponse(error=ErrorDetail(code=self.code, message=self.message))
 
-    def headers(self) -> dict[str, str]:
-        return {}
-
-
-class InvalidRequest(ApiError):
-    status = 400
+class InvalidRequest(ServiceError):
     code = "invalid_request"
 
 
@@ -47,84 +26,49 @@ class InvalidJson(InvalidRequest):
     code = "invalid_json"
 
 
-class Unprocessable(ApiError):
+class Unprocessable(ServiceError):
     """A well-formed request the schema allows, that this model or these limits cannot apply."""
 
-    status = 422
     code = "unprocessable"
 
 
-class NotFound(ApiError):
-    status = 404
+class NotFound(ServiceError):
     code = "not_found"
 
 
-class MethodNotAllowed(ApiError):
-    status = 405
-    code = "method_not_allowed"
-
-    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.allowed = allowed
-
-    def headers(self) -> dict[str, str]:
-        return {"Allow": ", ".join(self.allowed)}
-
-
-class RequestTimeout(ApiError):
-    status = 408
-    code = "request_timeout"
-
-
-class HeadersTooLarge(ApiError):
-    status = 431
-    code = "headers_too_large"
-
-
-class StateConflict(ApiError):
-    status = 409
-    code = "state_conflict"
-
-
-class Forbidden(ApiError):
-    status = 403
+class Forbidden(ServiceError):
     code = "forbidden"
 
 
-class IdempotencyKeyReused(ApiError):
-    status = 409
+class StateConflict(ServiceError):
+    """The user's state kept changing through every retry: other writers were faster."""
+
+    code = "state_conflict"
+    retryable = True
+
+
+class IdempotencyKeyReused(ServiceError):
     code = "idempotency_key_reused"
 
 
-class AlreadyApplied(ApiError):
+class AlreadyApplied(ServiceError):
     """A repeat of a keyed request that was applied, whose response is no longer kept."""
 
-    status = 409
     code = "already_applied"
 
 
-class OutcomeUnknown(ApiError):
+class OutcomeUnknown(ServiceError):
     """A write's answer was lost and too many writes followed it to tell whether it landed."""
 
-    status = 409
     code = "outcome_unknown"
 
 
-class StateIncompatible(ApiError):
-    status = 409
+class StateIncompatible(ServiceError):
     code = "state_incompatible"
 
 
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
+class StoreUnavailable(ServiceError):
+    """The state store cannot be reached or keeps refusing; a write may or may not have landed."""
 
-
-class StoreUnavailable(ApiError):
-    status = 503
     code = "store_unavailable"
-    retry_after_s = 1
-    MESSAGE = "the state store is unavailable; retry shortly, with the same Idempotency-Key to apply the request once"
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+    retryable = True

@@ -15,8 +15,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_FILE = "manifest.json"
+FORMAT: Literal[2] = 2  # 2: LiteRT tensors bound by signature names
 STATE_DTYPE = np.dtype("<f4")
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class BundleOutdated(ValueError):
+    """A bundle written by an exporter of another format."""
 
 
 class _Spec(BaseModel):
@@ -55,7 +60,7 @@ class StateSpec(_Spec):
 
 
 class Manifest(_Spec):
-    format: Literal[1] = 1
+    format: Literal[2] = FORMAT
     name: str = Field(pattern=NAME_PATTERN)
     version: str
     mode: Mode = "carry"  # carry: recurrent state between requests; window: the model on the last `window` rows
@@ -111,4 +116,10 @@ class Manifest(_Spec):
 
     @classmethod
     def read(cls, bundle: Path) -> Manifest:
-        return cls.model_validate(json.loads((bundle / MANIFEST_FILE).read_text()))
+        raw = json.loads((bundle / MANIFEST_FILE).read_text())
+        if raw.get("format") != FORMAT:
+            raise BundleOutdated(
+                f"bundle {bundle} is of format {raw.get('format')}, this release reads format {FORMAT}: "
+                "export it again with `make model`"
+            )
+        return cls.model_validate(raw)

@@ -8,8 +8,8 @@ from pathlib import Path
 from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
+from carryover.http.openapi import render
 from carryover.manifest import Manifest
-from carryover.openapi import render
 from infra.local.server import Page
 
 _ASSETS = Path(swagger_ui.__file__).parent

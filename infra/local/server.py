@@ -1,10 +1,11 @@
-"""The local API: uvicorn in front of the Lambda handler, speaking like API Gateway's HTTP API. Each request
-becomes a payload format 2.0 event; the handler's result becomes the HTTP response.
+"""The local API: an HTTP/1.1 server in front of the Lambda handler, speaking like API Gateway's HTTP API. Each
+request becomes a payload format 2.0 event; the handler's result becomes the HTTP response.
 
-Like Lambda, a handler instance serves one event at a time, and a request that finds every instance busy gets
-a new one (up to `most_instances`), so no request waits behind another's store call. Limits are answered in
-the API's JSON error shape: headers over 16 KiB (431), malformed requests (400), bodies over API Gateway's
-10 MB (413), and headers or bodies that stop arriving (408 after 10 s).
+The connection is h11's (its public API: events in, bytes out) on asyncio; handlers run in threads. Like
+Lambda, a handler instance serves one event at a time, and a request that finds every instance busy gets a new
+one (up to `most_instances`), so no request waits behind another's store call. Every refusal is in the API's
+JSON error shape: malformed requests (400), headers over 16 KiB (431), bodies over API Gateway's 10 MB (413),
+and headers or bodies that stop arriving (408 after 10 s). An idle keep-alive connection closes after 5 s.
 """
 
 from __future__ import annotations
@@ -16,25 +17,26 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import anyio
 import h11
-import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from carryover.errors import ApiError, HeadersTooLarge, InvalidRequest, PayloadTooLarge, RequestTimeout
+from carryover.errors import InvalidRequest, ServiceError
+from carryover.http import errors
+from carryover.http.errors import HttpRefusal
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 MAX_HEADER_BYTES = 16 * 1024
 READ_TIMEOUT_S = 10.0  # the longest wait for a request's headers, or for the next piece of its body
+KEEP_ALIVE_S = 5.0  # an idle connection is closed after this long
+BACKLOG = 2048
 _STATE = re.compile(rb'"state":"(\w+)"\}$')
 _CODE = re.compile(rb'"code":"(\w+)"')
 
@@ -131,83 +133,71 @@ class Page:
     body: bytes
 
 
-class _Connection(h11.Connection):
-    """Remembers the protocol error it raised, so that the answer can say what it was."""
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
-    error: h11.RemoteProtocolError | None = None
-
-    def next_event(self) -> Any:
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as error:
-            self.error = error
-            raise
-
-
-class JsonErrorProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, answering malformed requests and oversized headers in the API's JSON shape,
-    and a request whose headers do not all arrive within `read_timeout_s` with a 408 (uvicorn waits forever)."""
-
-    read_timeout_s = READ_TIMEOUT_S
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.conn = _Connection(h11.SERVER, MAX_HEADER_BYTES)
-        self._header_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._wait_for_headers()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE and self._header_timer is not None:  # the headers are in
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._wait_for_headers()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        super().connection_lost(exc)
-
-    def _wait_for_headers(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(self.read_timeout_s, self._headers_timed_out)
-
-    def _headers_timed_out(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            refusal = RequestTimeout(f"request headers: not complete after {self.read_timeout_s:g} s")
-            payload = refusal.body().model_dump_json().encode()
-            head = (
-                f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n"
-            )
-            self.transport.write(head.encode() + b"connection: close\r\n\r\n" + payload)
-            self.transport.close()
-
-    def send_400_response(self, msg: str) -> None:
-        error: h11.RemoteProtocolError | None = getattr(self.conn, "error", None)
-        if error is not None and error.error_status_hint == 431:
-            refusal: ApiError = HeadersTooLarge(f"request headers: more than {MAX_HEADER_BYTES} bytes")
-        else:
-            refusal = InvalidRequest(f"malformed HTTP request: {error or msg}")
-        payload = refusal.body().model_dump_json().encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        self.transport.write(self.conn.send(h11.Response(status_code=refusal.status, headers=headers)) or b"")
-        self.transport.write(self.conn.send(h11.Data(data=payload)) or b"")
-        self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
-        self.transport.close()
+    @classmethod
+    def refusal(cls, error: ServiceError) -> Answer:
+        return cls(
+            errors.status(error), {"content-type": "application/json", **errors.headers(error)}, errors.payload(error)
+        )
 
 
-class _Refused(Exception):
-    def __init__(self, error: ApiError) -> None:
-        self.error = error
+class _Reader:
+    """The h11 events of one connection, each awaited within a time limit: the read timeout once a request has
+    begun to arrive (and for the first one), the keep-alive time while an open connection waits for the next."""
+
+    def __init__(self, reader: asyncio.StreamReader, read_timeout_s: float) -> None:
+        self.connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self._reader, self._timeout_s = reader, read_timeout_s
+        self.idle = False  # between requests, nothing of the next one received yet
+
+    def next_cycle(self) -> None:
+        self.connection.start_next_cycle()
+        self.idle = True
+
+    async def next(self) -> Any:
+        """The next event; h11.ConnectionClosed when the peer went away. Raises TimeoutError."""
+        while True:
+            try:
+                event = self.connection.next_event()
+            except h11.RemoteProtocolError as error:
+                raise _protocol_refusal(error) from None
+            if event is not h11.NEED_DATA:
+                return event
+            data = await asyncio.wait_for(self._reader.read(65536), KEEP_ALIVE_S if self.idle else self._timeout_s)
+            self.idle = self.idle and not data
+            self.connection.receive_data(data)
+
+    async def body(self, declared: str | None) -> bytes:
+        if declared is not None and int(declared) > MAX_BODY_BYTES:  # h11 has checked it is a number
+            too_large = f"request body: {declared} bytes, at most {MAX_BODY_BYTES} accepted"
+            raise HttpRefusal("payload_too_large", too_large)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                event = await self.next()
+            except TimeoutError:
+                stalled = f"request body: nothing arrived for {self._timeout_s:g} s"
+                raise HttpRefusal("request_timeout", stalled) from None
+            if isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            if isinstance(event, h11.ConnectionClosed):
+                raise InvalidRequest("request body: the client went away")
+            chunks.append(bytes(event.data))
+            size += len(event.data)
+            if size > MAX_BODY_BYTES:
+                raise HttpRefusal("payload_too_large", f"request body: more than {MAX_BODY_BYTES} bytes")
+
+
+def _protocol_refusal(error: h11.RemoteProtocolError) -> ServiceError:
+    if error.error_status_hint == 431:
+        return HttpRefusal("headers_too_large", f"request headers: more than {MAX_HEADER_BYTES} bytes")
+    return InvalidRequest(f"malformed HTTP request: {error}")
 
 
 class LocalApi:
@@ -224,101 +214,125 @@ class LocalApi:
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.instances = Instances(make_handler, most_instances)
-        self._read_timeout_s = read_timeout_s
-        protocol = type("Protocol", (JsonErrorProtocol,), {"read_timeout_s": read_timeout_s})
-        self._limiter = anyio.CapacityLimiter(most_instances)
+        self._host, self._port, self._read_timeout_s = host, port, read_timeout_s
+        self._pool = ThreadPoolExecutor(most_instances, thread_name_prefix="instance")
         self._pages = pages or {}
         self._log = log
-        config = uvicorn.Config(
-            self, host=host, port=port, http=protocol, lifespan="off", access_log=False,
-            log_level="error", timeout_keep_alive=5, backlog=2048, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="local-api", daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="local-api", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start_background(self) -> LocalApi:
+        """Listens (OSError when it cannot), then serves from a thread of its own."""
+        listening = asyncio.start_server(self._serve, self._host, self._port, backlog=BACKLOG, reuse_address=True)
+        try:
+            self._server = self._loop.run_until_complete(listening)
+        except OSError:
+            self._loop.close()
+            raise
         self._thread.start()
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise OSError(
-                    f"the local API could not listen on {self._server.config.host}:{self._server.config.port}"
-                )
-            time.sleep(0.01)
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join()
+        def close() -> None:
+            assert self._server is not None
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            self._loop.stop()
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        self._loop.call_soon_threadsafe(close)
+        self._thread.join()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection: requests one after another while both sides keep it alive."""
+        events = _Reader(reader, self._read_timeout_s)
+        client = (writer.get_extra_info("peername") or ("127.0.0.1", 0))[0]
+        self._writers.add(writer)
+        try:
+            while await self._exchange(events, writer, client):
+                events.next_cycle()
+        except (ConnectionError, h11.LocalProtocolError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _exchange(self, events: _Reader, writer: asyncio.StreamWriter, client: str) -> bool:
+        """Reads one request and answers it; False when the connection is to close."""
+        try:
+            request = await events.next()
+        except TimeoutError:
+            if not events.idle:  # an idle keep-alive connection just closes
+                stalled = HttpRefusal(
+                    "request_timeout", f"request headers: not complete after {self._read_timeout_s:g} s"
+                )
+                await self._send_bare(events, writer, Answer.refusal(stalled))
+            return False
+        except ServiceError as refused:
+            await self._send_bare(events, writer, Answer.refusal(refused))
+            return False
+        if not isinstance(request, h11.Request):
+            return False  # the peer closed
         started = time.perf_counter()
-        method, target = scope["method"], scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
+        method, target = request.method.decode("latin-1"), request.target.decode("latin-1")
+        answer = await self._answer(events, request, method, target, client)
+        path = urlsplit(target).path
+        if self._log is not None:
+            self._log(_request_line(method, path, answer.status, (time.perf_counter() - started) * 1000, answer.body))
+        await self._send(events.connection, writer, answer, head=method == "HEAD")
+        return events.connection.our_state is h11.DONE and events.connection.their_state is h11.DONE
+
+    async def _answer(self, events: _Reader, request: h11.Request, method: str, target: str, client: str) -> Answer:
         headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
+        for name, value in request.headers:
             key = name.decode("latin-1").lower()
             headers[key] = f"{headers[key]},{value.decode('latin-1')}" if key in headers else value.decode("latin-1")
+        page = self._pages.get(urlsplit(target).path) if method == "GET" else None
         try:
-            if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > MAX_HEADER_BYTES:
-                raise _Refused(HeadersTooLarge(f"request headers: more than {MAX_HEADER_BYTES} bytes"))
-            page = self._pages.get(scope["path"]) if method == "GET" else None
-            if page is not None:
-                status, reply_headers, payload = 200, {"content-type": page.content_type}, page.body
-            else:
-                body = await _read_body(receive, headers, self._read_timeout_s)
-                client = (scope.get("client") or ("127.0.0.1", 0))[0]
-                event = http_api_event(method, target, headers, body, client)
-                result = await anyio.to_thread.run_sync(self.instances.invoke, event, limiter=self._limiter)
-                status, reply_headers = result["statusCode"], result.get("headers") or {}
-                raw = result.get("body") or ""
-                payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-        except _Refused as refused:
-            status, reply_headers = (
-                refused.error.status,
-                {"content-type": "application/json", **refused.error.headers()},
-            )
-            payload = refused.error.body().model_dump_json().encode()
-        sent = [
-            (k.lower().encode("latin-1"), str(v).encode("latin-1"))
-            for k, v in reply_headers.items()
-            if k.lower() != "content-length"
-        ]
-        if self._log is not None:
-            self._log(_request_line(method, scope["path"], status, (time.perf_counter() - started) * 1000, payload))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*sent, (b"content-length", str(len(payload)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+            if sum(len(name) + len(value) + 4 for name, value in request.headers) > MAX_HEADER_BYTES:
+                raise HttpRefusal("headers_too_large", f"request headers: more than {MAX_HEADER_BYTES} bytes")
+            body = await events.body(headers.get("content-length"))
+        except ServiceError as refused:
+            return Answer.refusal(refused)
+        if page is not None:
+            return Answer(200, {"content-type": page.content_type}, page.body)
+        event = http_api_event(method, target, headers, body, client)
+        result = await self._loop.run_in_executor(self._pool, self.instances.invoke, event)
+        raw = result.get("body") or ""
+        payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        return Answer(result["statusCode"], {k: str(v) for k, v in (result.get("headers") or {}).items()}, payload)
+
+    @staticmethod
+    async def _send(connection: h11.Connection, writer: asyncio.StreamWriter, answer: Answer, head: bool) -> None:
+        headers = [(k.lower(), v) for k, v in answer.headers.items() if k.lower() != "content-length"]
+        headers.append(("content-length", str(len(answer.body))))
+        data = connection.send(h11.Response(status_code=answer.status, headers=headers, reason=_reason(answer.status)))
+        if not head:
+            data += connection.send(h11.Data(data=answer.body)) or b""  # h11 sends nothing for an empty body
+        writer.write(data + (connection.send(h11.EndOfMessage()) or b""))
+        await writer.drain()
+
+    @staticmethod
+    async def _send_bare(events: _Reader, writer: asyncio.StreamWriter, answer: Answer) -> None:
+        """An answer on a connection whose request could not be read; the connection closes after it."""
+        closing = replace(answer, headers=answer.headers | {"connection": "close"})
+        await LocalApi._send(events.connection, writer, closing, head=False)
 
 
-async def _read_body(receive: Receive, headers: dict[str, str], timeout_s: float) -> bytes:
-    declared = headers.get("content-length")
-    if declared is not None and int(declared) > MAX_BODY_BYTES:  # h11 has checked it is a number
-        raise _Refused(PayloadTooLarge(f"request body: {declared} bytes, at most {MAX_BODY_BYTES} accepted"))
-    chunks, size = [], 0
-    while True:
-        try:
-            message = await asyncio.wait_for(receive(), timeout_s)
-        except TimeoutError:
-            raise _Refused(RequestTimeout(f"request body: nothing arrived for {timeout_s:g} s")) from None
-        if message["type"] == "http.disconnect":
-            raise _Refused(InvalidRequest("request body: the client went away"))
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > MAX_BODY_BYTES:
-            raise _Refused(PayloadTooLarge(f"request body: more than {MAX_BODY_BYTES} bytes"))
-        if not message.get("more_body"):
-            return b"".join(chunks)
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def _request_line(method: str, path: str, status: int, milliseconds: float, payload: bytes) -> str:

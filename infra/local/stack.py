@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from carryover.composition import build_client, build_service
 from carryover.config import Settings
-from carryover.routes import create_lambda_handler
+from carryover.http.lambda_handler import create_lambda_handler
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.pages import api_pages
 from infra.local.server import LocalApi

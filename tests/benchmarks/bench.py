@@ -20,26 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import keras
 import numpy as np
 
 from carryover.bundle import ModelBundle
 from carryover.composition import build_handler
 from carryover.config import Settings
 from carryover.engine import Engine, EngineResult, slide
-from carryover.keras_graph import keras
 from carryover.manifest import Manifest
-from carryover.state_item import item_bytes, read_units, write_units
+from carryover.store.codec import item_bytes, read_units, write_units
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LOCAL_CREDENTIALS
 from infra.table import ensure_table
-from layers.model.export import export
+from layers.exporter.export import export
 from tests import items
 from tests.clients import HandlerClient
 
 TABLE = "bench"
 WINDOW_ENGINES = {"LiteRT engine": "litert", "TensorFlow engine": "tensorflow"}
 # DynamoDB on-demand prices, us-east-1, as AWS published them on 2024-11-01 (USD per million request units)
-PRICES = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
+PRICES: dict[str, Any] = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
 
 
 class SeedApproach:
@@ -59,7 +59,7 @@ class SeedApproach:
                 variable.assign(next(values)[np.newaxis])
         results = self._model.predict(inputs[np.newaxis], verbose=0)
         new_state = [np.asarray(v)[0] for layer in self._layers for v in layer.states]
-        return EngineResult({n: r[0] for n, r in zip(self._names, results)}, new_state)
+        return EngineResult({n: r[0] for n, r in zip(self._names, results, strict=False)}, new_state)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -190,9 +190,9 @@ def window_compute(rows: int = 10, repeats: int = 30) -> dict[str, float]:
     return found | {"model.predict": statistics.median(samples) / rows}
 
 
-def cost_table(handler: HandlerClient, client: object, manifest: Manifest) -> list[dict[str, object]]:
+def cost_table(handler: HandlerClient, client: Any, manifest: Manifest) -> list[dict[str, int]]:
     """Item size and request units of the demo's requests, with and without keys, as a user keeps streaming."""
-    rows_found = []
+    rows_found: list[dict[str, int]] = []
     for keyed in (False, True):
         for rows in (1, 10, 100):
             user, inputs = f"cost-{keyed}-{rows}", rows_for(manifest, rows).tolist()
@@ -205,7 +205,7 @@ def cost_table(handler: HandlerClient, client: object, manifest: Manifest) -> li
                 if count in (1, 10, 40):
                     rows_found.append(
                         {
-                            "keys": keyed,
+                            "keys": int(keyed),
                             "rows": rows,
                             "after": count,
                             "bytes": item_bytes(after),
@@ -216,13 +216,14 @@ def cost_table(handler: HandlerClient, client: object, manifest: Manifest) -> li
     return rows_found
 
 
-def print_cost_table(table: list[dict[str, object]]) -> None:
+def print_cost_table(table: list[dict[str, int]]) -> None:
     print("\n| keys | rows per request | after requests | item bytes | RCU | WCU | USD per million requests |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in table:
-        usd = float(row["rcu"]) * PRICES["read"] + float(row["wcu"]) * PRICES["write"]  # type: ignore[arg-type]
+        usd = row["rcu"] * PRICES["read"] + row["wcu"] * PRICES["write"]
         print(
-            f"| {'yes' if row['keys'] else 'no'} | {row['rows']} | {row['after']} | {row['bytes']} | {row['rcu']} | {row['wcu']} | {usd:.3f} |"
+            f"| {'yes' if row['keys'] else 'no'} | {row['rows']} | {row['after']} | {row['bytes']} | {row['rcu']} "
+            f"| {row['wcu']} | {usd:.3f} |"
         )
     print(
         f"prices: DynamoDB on-demand, {PRICES['region']}, as published {PRICES['date']}: "
@@ -260,7 +261,8 @@ def main() -> None:
 
     settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
     row = rows_for(manifest, 1).tolist()
-    latency, compute = {}, {}
+    latency: dict[str, dict[str, Any]] = {}
+    compute: dict[str, dict[str, float]] = {}
     for key, engine in engines.items():
         handler = HandlerClient(build_handler(settings, ModelBundle(manifest, engine), client))
         count = args.requests if key != "a" else max(30, args.requests // 4)
@@ -280,7 +282,8 @@ def main() -> None:
     dynamodb.stop()
 
     print(
-        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model {manifest.name} "
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"model {manifest.name} "
         f"({manifest.mode} mode); one 1-timestep request per call; local DynamoDB over HTTP\n"
     )
     print("| | p50 ms | p99 ms | engine ms / 1 step | engine ms / 100 steps |")
@@ -298,7 +301,8 @@ def main() -> None:
     for other in [key for key in engines if key != slowest]:
         print(
             f"{slowest}/{other}: warm p50 {latency[slowest]['p50'] / latency[other]['p50']:.1f}x, engine per step "
-            f"{compute[slowest]['1'] / compute[other]['1']:.1f}x, per 100 steps {compute[slowest]['100'] / compute[other]['100']:.1f}x"
+            f"{compute[slowest]['1'] / compute[other]['1']:.1f}x, "
+            f"per 100 steps {compute[slowest]['100'] / compute[other]['100']:.1f}x"
         )
     window = window_compute()
     print("\n| window model (W=30, LSTM 128, 20 features), a 10-row request | ms per new timestep |")
@@ -310,12 +314,13 @@ def main() -> None:
         f"model.predict/TensorFlow: {window['model.predict'] / window['TensorFlow engine']:.1f}x per new timestep"
     )
     print(
-        "\n| cold start, tracing off (fresh process to first response) | imports s | model load s | first request s | total s | peak RSS MB |"
+        "\n| cold start, tracing off (fresh process to first response) | imports s | model load s | first request s "
+        "| total s | peak RSS MB |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
-    for engine, result in cold.items():
+    for name, result in cold.items():
         print(
-            f"| {engine} | {result['imports']:.3f} | {result['model load']:.3f} | {result['first request']:.3f} | "
+            f"| {name} | {result['imports']:.3f} | {result['model load']:.3f} | {result['first request']:.3f} | "
             f"{result['seconds']:.3f} | {result['rss_mb']:.0f} |"
         )
     print(f"\ncold start ratio LiteRT/TensorFlow: {cold['litert']['seconds'] / cold['tensorflow']['seconds']:.3f}")

@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from carryover.openapi import render
-from carryover.state_item import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
-from carryover.state_store import dynamodb_client
+from carryover.http.openapi import render
+from carryover.store.codec import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from carryover.store.dynamodb import dynamodb_client
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.table import TEMPLATE, ensure_table, table_properties
 from tests.faults import error_response

@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,6 @@ from botocore.credentials import Credentials
 from carryover_client import ApiError, Bearer, Client, SigV4
 
 from infra.local.server import LocalApi
-from layers.model.reference import reference_outputs
 from tests import scenarios
 from tests.faults import error_response, local_api
 
@@ -26,18 +26,24 @@ def local(served):
         yield found
 
 
+def steps(state: dict[str, Any] | None) -> int:
+    assert state is not None, "no saved state"
+    steps: int = state["steps"]
+    return steps
+
+
 def test_stream_in_chunks_matches_keras(local, served):
     url, _ = local
     seed, user = served["seed"], scenarios.new_user()
     whole = scenarios.sequence(seed, np.random.default_rng(30), 23)
-    full = reference_outputs(seed.keras_model, seed.graph, whole)
+    full = seed.graph.reference(seed.keras_model, whole)
     answers = list(Client(url).stream(user, whole.tolist(), chunk=5))
     assert [a.steps for a in answers] == [5, 10, 15, 20, 23]
     assert [a.state for a in answers] == ["new"] + ["continued"] * 4
     for index, answer in enumerate(answers):
         scenarios.assert_matches(answer.outputs, scenarios.expected_chunk(seed, whole, full, index * 5, answer.steps))
     client = Client(url)
-    assert client.state(user)["steps"] == 23
+    assert steps(client.state(user)) == 23
     client.delete(user)
     assert client.state(user) is None
     assert client.model()["name"] == "seed_lstm" and client.health()["status"] == "ok"
@@ -45,7 +51,7 @@ def test_stream_in_chunks_matches_keras(local, served):
 
 def test_503_is_retried_after_retry_after_and_applied_once(local):
     url, dynamodb = local
-    failures = []
+    failures: list[int] = []
 
     def unavailable(request, **kwargs):
         if len(failures) < 3:  # every attempt the handler's DynamoDB client makes for one request
@@ -60,7 +66,7 @@ def test_503_is_retried_after_retry_after_and_applied_once(local):
     finally:
         dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", unavailable)
     assert waits == [1.0] and answer.steps == 1 and not answer.replayed
-    assert Client(url).state("retried")["steps"] == 1
+    assert steps(Client(url).state("retried")) == 1
 
 
 def test_a_lost_answer_is_retried_with_the_same_key_and_applied_once(local):
@@ -79,7 +85,7 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_applied_once(local):
     finally:
         dynamodb.meta.events.unregister("after-call.dynamodb.PutItem", slow_answer)
     assert slowed.is_set() and answer.replayed and answer.steps == 3
-    assert Client(url).state("slow")["steps"] == 3
+    assert steps(Client(url).state("slow")) == 3
 
 
 def test_refusals_are_not_retried(local):

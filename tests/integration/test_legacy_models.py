@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 
 from carryover.bundle import ModelBundle
-from carryover.keras_graph import keras
 from infra.local.stack import start_stack
-from layers.model.export import ExportFailed, export
-from layers.model.verify import random_chunks
+from layers.exporter.export import ExportFailed, export
+from layers.exporter.verify import random_chunks
 from tests.clients import HttpClient
 from tests.legacy_files import FEATURES, UNITS, write_stateful_lstm_h5
 from tests.scenarios import assert_matches

@@ -11,7 +11,6 @@ import pytest
 
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LocalStack, start_stack
-from layers.model.reference import reference_outputs
 from tests import items, scenarios
 from tests.clients import HttpClient, Reply
 from tests.conftest import ENGINES, Served
@@ -94,15 +93,17 @@ def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, u
         assert len({steps for steps, *_ in done}) == len(done), "two requests reported the same steps"
         whole = np.concatenate([inputs for _, _, inputs, _ in done])
         assert client.state(user).body["steps"] == len(whole) == done[-1][0]
-        full = reference_outputs(seed.keras_model, seed.graph, whole)  # leaves Keras' own final state in the layer
+        full = seed.graph.reference(seed.keras_model, whole)  # leaves Keras' own final state in the layer
         for steps, _, inputs, reply in done:
             scenarios.assert_matches(
                 reply.body["outputs"], scenarios.expected_chunk(seed, whole, full, steps - len(inputs), steps)
             )
         item = items.raw_item(store, stack.settings.table_name, user)
+        assert item is not None
         saved = seed.manifest.unpack_state(bytes(item["state"]["B"]))
+        assert saved is not None
         keras_state = [np.asarray(v)[0] for v in seed.keras_model.get_layer("lstm").states]
-        assert max(float(np.max(np.abs(a - b))) for a, b in zip(saved, keras_state)) <= 1e-5
+        assert max(float(np.max(np.abs(a - b))) for a, b in zip(saved, keras_state, strict=True)) <= 1e-5
 
 
 def test_given_dynamodb_endpoint_gets_the_table_and_the_state(served):

@@ -193,7 +193,7 @@ def test_embedded_store_keeps_state_across_restarts(served, tmp_path):
     dynamodb_backends.reset()
     again = start_stack(served["seed"].path, port=0, journal=journal, table="kept-across-restarts")
     try:
-        assert again.dynamodb.restored_items == 1
+        assert again.dynamodb is not None and again.dynamodb.restored_items == 1
         reply = HttpClient(again.api.url).predict("kept", [ROW])
         assert reply.body["state"] == "continued" and reply.body["steps"] == 3
     finally:

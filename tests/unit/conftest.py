@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from carryover.composition import build_handler
 from carryover.config import Settings
+from carryover.store.item import Item
 from infra.table import ensure_table
 from tests import items
 from tests.clients import HandlerClient
@@ -44,8 +45,15 @@ def make_client(dynamodb: Any, served: dict[str, Served]) -> Callable[..., Handl
     return make
 
 
-def raw_item(dynamodb: Any, user: str, model: str = items.MODEL) -> dict[str, Any] | None:
+def raw_item(dynamodb: Any, user: str, model: str = items.MODEL) -> Item | None:
     return items.raw_item(dynamodb, TABLE, user, model)
+
+
+def saved_item(dynamodb: Any, user: str, model: str = items.MODEL) -> Item:
+    """The user's item, which the test has written."""
+    item = raw_item(dynamodb, user, model)
+    assert item is not None, f"{user} has no item"
+    return item
 
 
 def overwrite(dynamodb: Any, user: str, **attributes: Any) -> None:

@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carryover.schemas import PredictRequest
+from carryover.requests import PredictRequest
 from tests.unit.conftest import TABLE
 
 ROW = [0.5] * 8

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from carryover.observability import logger
-from tests.unit.conftest import raw_item
+from tests.unit.conftest import saved_item
 
 MARKER = 0.7071067690849304  # exactly representable in float32; appears in a log only if inputs are logged
 
@@ -21,7 +21,7 @@ def logs():
     handler.setFormatter(logger.registered_formatter)
     logger.addHandler(handler)
     yield stream
-    logger.removeHandler(handler)
+    logging.getLogger(logger.name).removeHandler(handler)
 
 
 def test_info_logs_hold_no_features_or_state(make_client, dynamodb, served, logs):
@@ -32,7 +32,7 @@ def test_info_logs_hold_no_features_or_state(make_client, dynamodb, served, logs
     text = logs.getvalue()
     assert "request refused" in text and "invalid_request" in text
     assert "0.70710" not in text
-    state = served["seed"].manifest.unpack_state(bytes(raw_item(dynamodb, "grace")["state"]["B"]))
+    state = served["seed"].manifest.unpack_state(bytes(saved_item(dynamodb, "grace")["state"]["B"]))
     for value in np.concatenate(state)[:50]:
         assert repr(float(value))[:9] not in text
 

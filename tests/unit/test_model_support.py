@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-from carryover.keras_graph import RecurrentGraph, content_hash, keras
+from carryover.keras_model.carry import CarryGraph
+from carryover.keras_model.read import content_hash
 from carryover.manifest import Manifest
-from layers.model.export import ExportFailed, export
+from layers.exporter.export import ExportFailed, export
 from tests.models import seed
 
 
@@ -58,11 +60,11 @@ def test_two_inputs_are_refused():
     a, b = keras.layers.Input(shape=(None, 2)), keras.layers.Input(shape=(None, 2))
     model = keras.Model([a, b], keras.layers.LSTM(2)(keras.layers.Concatenate()([a, b])))
     with pytest.raises(ValueError, match="2 inputs; one is supported"):
-        RecurrentGraph(model)
+        CarryGraph(model)
 
 
 def test_seed_graph_describes_outputs_and_states():
-    graph = RecurrentGraph(seed())
+    graph = CarryGraph(seed())
     assert [spec.name for spec, _ in graph.outputs] == ["main_output"]
     assert graph.output_positions == [0]
     assert [(s.layer, s.kind, s.tensors, s.units) for s in graph.states] == [("lstm", "LSTM", ("h", "c"), 320)]
@@ -84,7 +86,9 @@ def test_state_layout_round_trips_and_refuses_wrong_sizes(served):
     tensors = [np.arange(n, dtype=np.float32) + i for i, n in enumerate(manifest.state_shapes)]
     blob = manifest.pack_state(tensors)
     assert len(blob) == manifest.state_bytes == 40 * 4
-    for got, want in zip(manifest.unpack_state(blob), tensors):
+    unpacked = manifest.unpack_state(blob)
+    assert unpacked is not None
+    for got, want in zip(unpacked, tensors, strict=True):
         np.testing.assert_array_equal(got, want)
     assert manifest.unpack_state(blob[:-4]) is None
     assert Manifest.read(served["stacked"].path) == manifest

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests import items
-from tests.unit.conftest import MAX_TIMESTEPS, TABLE, raw_item
+from tests.unit.conftest import MAX_TIMESTEPS, TABLE, raw_item, saved_item
 
 ROW = [0.5] * 8
 USER = "alice"
@@ -25,7 +25,7 @@ BAD_PREDICT_BODIES = [
     ("missing inputs", '{"reset": true}', "invalid_request", ["inputs", "missing"]),
     ("unknown field", body([ROW], extra_field=1), "invalid_request", ["extra_field", "unknown field"]),
     ("too few features", body([ROW[:7]]), "invalid_request", ["inputs", "row 0", "7 values", "8 features"]),
-    ("too many features", body([ROW + [1.0]]), "invalid_request", ["inputs", "row 0", "9 values"]),
+    ("too many features", body([[*ROW, 1.0]]), "invalid_request", ["inputs", "row 0", "9 values"]),
     ("ragged rows", body([ROW, ROW, ROW[:3]]), "invalid_request", ["inputs", "row 2", "3 values"]),
     ("NaN", '{"inputs": [[NaN, 0, 0, 0, 0, 0, 0, 0]]}', "invalid_request", ["inputs[0][0]", "finite"]),
     ("Infinity", '{"inputs": [[0, 0, Infinity, 0, 0, 0, 0, 0]]}', "invalid_request", ["inputs[0][2]", "finite"]),
@@ -121,7 +121,7 @@ def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dyna
 
     def rival(params, **_):
         rival_writes.append(1)
-        history = bytes(raw_item(dynamodb, USER)["writes"]["B"])  # a writer like ours: its id first, then the history
+        history = bytes(saved_item(dynamodb, USER)["writes"]["B"])  # a writer like ours: its id first, then the history
         dynamodb.update_item(
             TableName=TABLE,
             Key=items.key(USER),
@@ -139,7 +139,7 @@ def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dyna
         dynamodb.meta.events.unregister("before-call.dynamodb.PutItem", rival)
     assert_error(reply, 409, "state_conflict", [USER, "3 attempts"])
     assert len(rival_writes) == 3
-    item = raw_item(dynamodb, USER)
+    item = saved_item(dynamodb, USER)
     assert bytes(item["writes"]["B"])[:8] == b"rival-03" and item["steps"]["N"] == "1"
 
 
@@ -156,16 +156,17 @@ def test_unexpected_failure_is_500_without_internals(make_client, served, monkey
     assert raw_item(dynamodb, USER) is None
 
 
-def test_inputs_that_make_the_model_overflow_are_422_and_save_nothing(make_client, dynamodb):
-    """Values within float32 but far beyond what the model saw overflow LiteRT's step to NaN (the TensorFlow
-    engine happens to stay finite on them): refused, the saved state untouched."""
-    client = make_client(engine="litert")
-    assert client.predict(USER, [ROW]).status == 200
-    before = raw_item(dynamodb, USER)
-    reply = client.predict(USER, [[3.4e38, -3.4e38, 3.4e38, 1e38, -1e38, 3e38, 2e38, -2e38]] * 5)
+def test_inputs_that_make_the_model_overflow_are_422_and_save_nothing(make_client, dynamodb, engine):
+    """Values within float32 but far beyond what the model saw overflow a Conv1D with ReLU to inf, and the LSTM
+    after it to NaN, with either engine: refused, the saved state untouched."""
+    client = make_client("conv_window", engine=engine)
+    row = [0.5] * 6
+    assert client.predict(USER, [row]).status == 200
+    before = raw_item(dynamodb, USER, model="conv-window")
+    reply = client.predict(USER, [[3.4e38, -3.4e38] * 3] * 5)
     assert_error(reply, 422, "unprocessable", ["inputs", "non-finite", "nothing was saved"])
-    assert raw_item(dynamodb, USER) == before
-    assert client.predict(USER, [ROW]).body["steps"] == 2
+    assert raw_item(dynamodb, USER, model="conv-window") == before
+    assert client.predict(USER, [row]).body["steps"] == 2
 
 
 def test_token_model_takes_one_id_per_timestep_either_way(make_client, served):

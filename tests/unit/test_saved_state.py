@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carryover.state_store import StateStore, StoreSettings
+from carryover.store.dynamodb import DynamoDBStateStore
+from carryover.store.item import Lifetimes
 from tests import items
-from tests.unit.conftest import TABLE, overwrite, raw_item
+from tests.unit.conftest import TABLE, overwrite, raw_item, saved_item
 
 ROW = [0.25] * 8
 
@@ -23,7 +25,7 @@ def test_state_of_another_model_version_starts_fresh(make_client, dynamodb):
     reply = client.predict("u1", [ROW])
     assert reply.body["state"] == "reset" and reply.body["steps"] == 1
     assert reply.body["outputs"] == first.body["outputs"]
-    assert raw_item(dynamodb, "u1")["model_version"]["S"] == first.body["model"]["version"]
+    assert saved_item(dynamodb, "u1")["model_version"]["S"] == first.body["model"]["version"]
 
 
 def test_state_blob_of_wrong_size_starts_fresh(make_client, dynamodb):
@@ -43,12 +45,12 @@ def test_expired_item_not_yet_deleted_counts_as_absent(make_client, dynamodb):
     reply = client.predict("u3", [ROW, ROW])
     assert reply.body["state"] == "new" and reply.body["steps"] == 2
     assert reply.body["outputs"] == first.body["outputs"]
-    assert int(raw_item(dynamodb, "u3")["expires_at"]["N"]) > past
+    assert int(saved_item(dynamodb, "u3")["expires_at"]["N"]) > past
 
 
 def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
     make_client().predict("u4", [ROW] * 3)
-    item = raw_item(dynamodb, "u4")
+    item = saved_item(dynamodb, "u4")
     assert set(item) == {
         "user_id",
         "model",
@@ -73,7 +75,7 @@ def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
 def test_store_reads_are_strongly_consistent(dynamodb):
     calls = []
     dynamodb.meta.events.register("provide-client-params.dynamodb.GetItem", lambda params, **_: calls.append(params))
-    StateStore(dynamodb, TABLE, "seed_lstm", StoreSettings(ttl=timedelta(days=1))).load("nobody")
+    DynamoDBStateStore(dynamodb, TABLE, "seed_lstm", Lifetimes(state_ttl=timedelta(days=1))).load("nobody")
     assert calls and all(call["ConsistentRead"] is True for call in calls)
 
 
@@ -85,7 +87,7 @@ def test_unknown_attributes_are_ignored(make_client, dynamodb):
     assert reply.body["state"] == "continued" and reply.body["steps"] == 2
 
 
-MALFORMED = {
+MALFORMED: dict[str, dict[str, Any]] = {
     "state as a string": {"state": {"S": "not bytes"}},
     "state as float64": {"state": {"B": np.zeros(640, np.float64).tobytes()}},
     "steps not a number": {"steps": {"S": "many"}},
@@ -121,7 +123,7 @@ def test_item_missing_its_revision_is_still_replaced_only_conditionally(make_cli
     dynamodb.update_item(TableName=TABLE, Key=items.key("u7"), UpdateExpression="REMOVE revision, writes")
     reply = client.predict("u7", [ROW])
     assert reply.status == 200 and reply.body["state"] == "reset"
-    assert raw_item(dynamodb, "u7")["revision"]["N"] == "1"
+    assert saved_item(dynamodb, "u7")["revision"]["N"] == "1"
 
 
 @pytest.mark.parametrize("damage", ["another version", "malformed"])

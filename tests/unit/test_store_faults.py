@@ -6,9 +6,11 @@ fails an attempt in place of the server, which then never sees it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from carryover.state_store import dynamodb_client
+from carryover.store.dynamodb import dynamodb_client
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.table import ensure_table
 from tests import items
@@ -80,7 +82,7 @@ def test_state_routes_during_a_fault_are_503(faulty, dynamodb, method, operation
 
 def test_a_passing_fault_is_retried_away(faulty):
     handler, inject, attempts = faulty
-    once = []
+    once: list[int] = []
 
     def first_attempt_throttled(request, **kwargs):
         if not once:
@@ -95,6 +97,6 @@ def test_a_passing_fault_is_retried_away(faulty):
 
 
 def test_client_timeouts_and_attempts_are_explicit():
-    config = dynamodb_client(connect_timeout=0.7, read_timeout=1.5, max_attempts=4).meta.config
+    config: Any = dynamodb_client(connect_timeout=0.7, read_timeout=1.5, max_attempts=4).meta.config  # no stubs
     assert (config.connect_timeout, config.read_timeout) == (0.7, 1.5)
     assert config.retries == {"mode": "standard", "total_max_attempts": 4}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from carryover.state_store import dynamodb_client
+from carryover.store.dynamodb import dynamodb_client
 from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.table import ensure_table
 
@@ -80,7 +80,7 @@ def test_tracing_on_records_the_invocation_and_its_dynamodb_calls(served, endpoi
     segments = []
     try:
         while True:
-            header, body = daemon.recv(65536).decode().split("\n", 1)
+            _, body = daemon.recv(65536).decode().split("\n", 1)
             segments.append(json.loads(body))
     except TimeoutError:
         pass

@@ -1,38 +1,27 @@
-"""The HTTP API's request and response bodies, and the rules a request must meet."""
+"""What a request asks, whatever the way in (an HTTP body, a stream record): its rows, `reset`, the user and the
+idempotency key, and the rules each must meet."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
-from urllib.parse import unquote
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from carryover.errors import InvalidJson, InvalidRequest, PayloadTooLarge
-from carryover.manifest import Manifest, Mode, OutputSpec, StateSpec
+from carryover.errors import InvalidJson, InvalidRequest
+from carryover.manifest import Manifest
 
 USER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-StateOrigin = Literal["new", "continued", "reset"]
 
 
-def parse_user_id(raw: str) -> str:
-    user_id = unquote(raw)
+def parse_user_id(user_id: str) -> str:
     if not USER_ID.fullmatch(user_id):
         raise InvalidRequest("user_id: expected 1-128 characters of A-Z a-z 0-9 . _ : @ -")
     return user_id
-
-
-def parse_idempotency_key(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    if not IDEMPOTENCY_KEY.fullmatch(raw):
-        raise InvalidRequest("Idempotency-Key header: expected 1-128 printable ASCII characters")
-    return raw
 
 
 class PredictRequest(BaseModel):
@@ -77,12 +66,9 @@ class PredictRequest(BaseModel):
         return rows
 
     @classmethod
-    def parse(cls, body: str | None, manifest: Manifest, max_timesteps: int, max_bytes: int) -> PredictRequest:
+    def parse(cls, body: str | None, manifest: Manifest, max_timesteps: int) -> PredictRequest:
         if not body:
             raise InvalidJson("request body: expected a JSON object")
-        size = len(body.encode())
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body: {size} bytes, at most {max_bytes} accepted")
         context = {
             "features": manifest.input.features,
             "max_timesteps": max_timesteps,
@@ -118,83 +104,3 @@ def _request_error(error: Any) -> InvalidRequest:
     }
     message = messages.get(error["type"], str(error["msg"]).removeprefix("Value error, "))
     return InvalidRequest(f"{field}: {message}")
-
-
-class _Response(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ModelRef(_Response):
-    name: str
-    version: str
-
-
-class PredictResponse(_Response):
-    user_id: str
-    model: ModelRef
-    outputs: dict[str, list[list[float]]]
-    steps: int
-    state: StateOrigin
-    real_rows: list[int] | None = None  # window mode: how many rows of each timestep's window were the user's
-
-
-class StateResponse(_Response):
-    user_id: str
-    model: ModelRef
-    steps: int
-    updated_at: datetime
-    expires_at: datetime
-
-
-class ModelInput(_Response):
-    name: str
-    features: int
-    kind: Literal["features", "tokens"]
-    vocabulary: int | None
-
-
-class ModelState(_Response):
-    layer: str
-    kind: str
-    tensors: tuple[str, ...]
-    shapes: list[list[int]]
-
-    @classmethod
-    def of(cls, spec: StateSpec) -> ModelState:
-        return cls(layer=spec.layer, kind=spec.kind, tensors=spec.tensors, shapes=spec.shapes)
-
-
-class ModelResponse(_Response):
-    name: str
-    version: str
-    engine: str
-    mode: Mode
-    window: int | None
-    input: ModelInput
-    outputs: tuple[OutputSpec, ...]
-    states: list[ModelState]
-
-    @classmethod
-    def of(cls, manifest: Manifest, engine: str) -> ModelResponse:
-        return cls(
-            name=manifest.name,
-            version=manifest.version,
-            engine=engine,
-            mode=manifest.mode,
-            window=manifest.window,
-            input=ModelInput(
-                name=manifest.input.name,
-                features=manifest.input.features,
-                kind=manifest.input.kind,
-                vocabulary=manifest.input.vocabulary,
-            ),
-            outputs=manifest.outputs,
-            states=[ModelState.of(spec) for spec in manifest.states],
-        )
-
-
-class HealthResponse(_Response):
-    status: Literal["ok"]
-    model: ModelRef
-    engine: str
-    store: Literal["reachable"]

@@ -1,7 +1,7 @@
 """The HTTP API described as OpenAPI 3.1, generated from the pydantic models the handler validates and answers
-with, and from the route table in `routes.py`.
+with, and from the routes declared in `routes.py`.
 
-    python -m carryover.openapi > openapi.json     # the committed, model-independent document
+    python -m carryover.http.openapi > openapi.json     # the committed, model-independent document
 
 With a manifest and settings, the document also states what the served model takes: its feature count, its
 outputs, the most timesteps a request may carry.
@@ -15,19 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from carryover.errors import ErrorResponse
+from carryover.http.errors import ErrorResponse
+from carryover.http.routes import ROUTES, Route
+from carryover.http.schemas import HealthResponse, ModelResponse, PredictResponse, StateResponse
 from carryover.manifest import Manifest
-from carryover.routes import ROUTES
-from carryover.schemas import (
-    FLOAT32_MAX,
-    IDEMPOTENCY_KEY,
-    USER_ID,
-    HealthResponse,
-    ModelResponse,
-    PredictRequest,
-    PredictResponse,
-    StateResponse,
-)
+from carryover.requests import FLOAT32_MAX, IDEMPOTENCY_KEY, USER_ID, PredictRequest
 
 TITLE = "carryover"
 VERSION = "1"
@@ -126,74 +118,32 @@ _KEY = _parameter(
     IDEMPOTENCY_KEY.pattern,
     "Applies the request once: a repeat with the same key and request returns the first answer.",
 )
+_PARAMETERS = {"user_id": _USER, "Idempotency-Key": _KEY}
 _STATE_LINK = {"operationId": "getState", "parameters": {"user_id": "$request.path.user_id"}}
 
 
-def _operations() -> dict[tuple[str, str], dict[str, Any]]:
-    return {
-        ("/users/{user_id}/predict", "POST"): {
-            "operationId": "predict",
-            "summary": "Apply timesteps on top of the user's saved state, once, and save the new state.",
-            "parameters": [_USER, _KEY],
-            "requestBody": {"required": True, "content": _content("PredictRequest")},
-            "responses": {
-                "200": {
-                    "description": "The outputs for every timestep (or the last), and where the state started.",
-                    "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
-                    "content": _content("PredictResponse"),
-                    "links": {"GetState": _STATE_LINK},
-                },
-                **_errors(400, 403, 405, 409, 413, 422, 500, 503),
-            },
-        },
-        ("/users/{user_id}/state", "GET"): {
-            "operationId": "getState",
-            "summary": "Where the user's saved state stands.",
-            "parameters": [_USER],
-            "responses": {
-                "200": {
-                    "description": "The saved state's model, steps and times.",
-                    "content": _content("StateResponse"),
-                },
-                **_errors(400, 403, 404, 405, 409, 500, 503),
-            },
-        },
-        ("/users/{user_id}/state", "DELETE"): {
-            "operationId": "deleteState",
-            "summary": "Erase the user's state (their idempotency keys are kept for their window).",
-            "parameters": [_USER],
-            "responses": {
-                "204": {"description": "Erased, or there was none.", "links": {"GetState": _STATE_LINK}},
-                **_errors(400, 403, 405, 409, 500, 503),
-            },
-        },
-        ("/model", "GET"): {
-            "operationId": "getModel",
-            "summary": "The served model: name, version, engine, input, outputs, states.",
-            "responses": {
-                "200": {"description": "The model.", "content": _content("ModelResponse")},
-                **_errors(405, 500),
-            },
-        },
-        ("/health", "GET"): {
-            "operationId": "getHealth",
-            "summary": "The model is loaded and the state store answers.",
-            "responses": {
-                "200": {"description": "Ready.", "content": _content("HealthResponse")},
-                **_errors(405, 500, 503),
-            },
-        },
-    }
+def _operation(route: Route) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": route.answer.description}
+    if route.answer.headers:
+        answer["headers"] = route.answer.headers
+    if route.answer.schema:
+        answer["content"] = _content(route.answer.schema)
+    if route.answer.links_to_state:
+        answer["links"] = {"GetState": _STATE_LINK}
+    operation: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary}
+    if route.parameters:
+        operation["parameters"] = [_PARAMETERS[name] for name in route.parameters]
+    if route.request_body:
+        operation["requestBody"] = {"required": True, "content": _content(route.request_body)}
+    operation["responses"] = {str(route.answer.status): answer, **_errors(*route.errors)}
+    return operation
 
 
 def document(manifest: Manifest | None = None, max_timesteps: int | None = None) -> dict[str, Any]:
     """The OpenAPI document; with a manifest and settings, specific to the served model."""
-    operations = _operations()
-    if set(operations) != {(path, method) for path, methods in ROUTES.items() for method in methods}:
-        raise AssertionError("routes.ROUTES and the documented operations differ")
     paths: dict[str, Any] = {}
-    for (path, method), operation in operations.items():
-        paths.setdefault(path, {})[method.lower()] = copy.deepcopy(operation)
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = copy.deepcopy(_operation(route))
     description = "Stateful sequence models served per user, with each user's state in DynamoDB."
     if manifest is not None:
         description += f" Serving {manifest.name} {manifest.version}: {manifest.input.features} features per timestep."

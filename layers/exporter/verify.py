@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from carryover.engine import Engine
-from carryover.keras_graph import RecurrentGraph, WindowGraph, keras
 from carryover.manifest import Manifest
-from layers.model.reference import reference_outputs
+from carryover.modes import Graph
 
 TOLERANCE = 1e-5
 
@@ -25,16 +25,22 @@ class Verification:
         return self.max_abs_diff <= TOLERANCE
 
 
-def sample_sequence(graph: RecurrentGraph | WindowGraph, length: int, rng: np.random.Generator) -> np.ndarray:
+def max_abs_diff(actual: np.ndarray, expected: np.ndarray) -> float:
+    """The largest difference; infinite where either side is not finite (NaN compares as nothing)."""
+    difference = np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64))
+    return float(np.max(difference)) if np.isfinite(difference).all() else float("inf")
+
+
+def sample_sequence(graph: Graph, length: int, rng: np.random.Generator) -> np.ndarray:
     """A random sequence in engine form, (length, features) float32: token ids (zeros, the usual padding id,
     among them) for a token model; for a model with Masking, about a quarter of the rows masked."""
-    spec = graph.input_spec
-    if graph.vocabulary is not None:
-        ids = rng.integers(0, graph.vocabulary, size=(length, 1))
+    spec, model_input = graph.input_spec, graph.input
+    if model_input.vocabulary is not None:
+        ids = rng.integers(0, model_input.vocabulary, size=(length, 1))
         return np.where(rng.random((length, 1)) < 0.2, 0, ids).astype(np.float32)
     rows = rng.normal(size=(length, spec.features)).astype(np.float32)
-    if graph.mask_value is not None:
-        rows[rng.random(length) < 0.25] = graph.mask_value
+    if model_input.mask_value is not None:
+        rows[rng.random(length) < 0.25] = model_input.mask_value
     return rows
 
 
@@ -66,8 +72,8 @@ def run_in_chunks(engine: Engine, manifest: Manifest, sequence: np.ndarray, size
 def verify(
     engines: list[Engine],
     manifest: Manifest,
-    model: keras.Model,
-    graph: RecurrentGraph | WindowGraph,
+    model: Any,
+    graph: Graph,
     sequences: int,
     seed: int = 0,
     on_sequence: Callable[[], None] = lambda: None,
@@ -77,11 +83,11 @@ def verify(
     worst = dict.fromkeys((engine.name for engine in engines), 0.0)
     for _ in range(sequences):
         sequence = sample_sequence(graph, int(rng.integers(1, 49)), rng)
-        expected = reference_outputs(model, graph, sequence)
+        expected = graph.reference(model, sequence)
         sizes = random_chunks(len(sequence), rng)
         for engine in engines:
             actual = run_in_chunks(engine, manifest, sequence, sizes)
             for name, rows in expected.items():
-                worst[engine.name] = max(worst[engine.name], float(np.max(np.abs(actual[name] - rows))))
+                worst[engine.name] = max(worst[engine.name], max_abs_diff(actual[name], rows))
         on_sequence()
     return {name: Verification(sequences, diff) for name, diff in worst.items()}

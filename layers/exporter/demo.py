@@ -1,6 +1,6 @@
 """Builds the demo model: the stateful LSTM of the question that started the project, briefly trained.
 
-    python -m layers.model.demo OUT.keras
+    python -m layers.exporter.demo OUT.keras
 
 The task needs memory older than any one request: the target at step t is whether the running sum of
 feature 0 over every step so far is positive. Training runs on a stateless twin (any batch size), whose
@@ -13,9 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
-
-from carryover.keras_graph import keras
 
 FEATURES = 8
 UNITS = 320

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-
-from carryover.keras_graph import keras
+import keras
 
 LayerConfig = dict[str, Any]
 _BASE_OPTIONS = set(inspect.signature(keras.layers.Layer.__init__).parameters) | {"batch_shape"}

@@ -1,0 +1,32 @@
+"""What the service answers with, before any transport renders it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from carryover.store.item import StateOrigin
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A request's answer: applied now, or (`replayed`) the answer an earlier request with its key got."""
+
+    user_id: str
+    model_version: str
+    outputs: dict[str, np.ndarray]  # output name -> (rows, units) float32: every timestep, or only the last
+    steps: int  # the user's timesteps since their state was new or reset, this request's included
+    origin: StateOrigin
+    rows: int  # the request's timesteps
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class StateView:
+    user_id: str
+    model_version: str
+    steps: int
+    updated_at: datetime
+    expires_at: datetime

@@ -1,0 +1,85 @@
+"""The retry policy around one conditional write: read, plan, write; on a conflict, re-read and plan again
+with jittered backoff until a write lands, the retries or the time run out, or an earlier attempt turns out
+to have landed after all (its answer was lost, and botocore's retry of it failed its own condition). Before
+giving up, one more read checks exactly that, so an applied request is never answered as not applied."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from carryover.errors import OutcomeUnknown, StateConflict
+from carryover.observability import WRITE_CONFLICTS, metrics
+from carryover.store import StateStore, WriteConflict
+from carryover.store.item import Attempt, Stored, Write, landed
+
+BACKOFF_BASE_S = 0.005
+BACKOFF_CAP_S = 0.2
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Planned(Generic[T]):
+    """What one attempt decided from what it read: the write to send (None: nothing to write) and the result
+    that stands once it lands."""
+
+    write: Write | None
+    result: T
+
+
+def pause(attempt: int, deadline: float) -> bool:
+    """Jittered exponential backoff before the next attempt; False when the deadline leaves no time."""
+    wait = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+    if time.monotonic() + wait >= deadline:
+        return False
+    time.sleep(wait)
+    return True
+
+
+class ConditionalWriter:
+    def __init__(self, store: StateStore, retries: int) -> None:
+        self._store = store
+        self._retries = retries
+
+    def apply(self, user_id: str, plan: Callable[[Stored], Planned[T]], deadline: float = float("inf")) -> T:
+        """Runs `plan` on the user's item until its write lands; `deadline` (time.monotonic) ends retrying."""
+        sent: dict[Attempt, T] = {}  # writes whose outcome is not known -> the result each stands for
+        for attempt in range(self._retries + 1):
+            stored = self._store.load(user_id)
+            earlier = _landed(user_id, sent, stored)
+            if earlier:
+                return earlier[0]
+            planned = plan(stored)
+            if planned.write is None:
+                return planned.result
+            try:
+                self._store.save(user_id, planned.write, stored)
+                return planned.result
+            except WriteConflict as conflict:
+                sent[conflict.write] = planned.result
+                metrics.add_metric(name=WRITE_CONFLICTS, unit=MetricUnit.Count, value=1)
+                if not pause(attempt, deadline):
+                    break
+        earlier = _landed(user_id, sent, self._store.load(user_id))  # the last conflict may be its own write
+        if earlier:
+            return earlier[0]
+        raise StateConflict(f"user {user_id!r}: the state kept changing during {len(sent)} attempts; retry")
+
+
+def _landed(user_id: str, sent: dict[Attempt, T], stored: Stored) -> list[T]:
+    """The result of an earlier attempt whose write turned out to have landed, if one did."""
+    for write, result in sent.items():
+        outcome = landed(write, stored)
+        if outcome is None:
+            raise OutcomeUnknown(
+                f"user {user_id!r}: a write's answer was lost and more writes followed than can be told apart; "
+                "it may have been applied: read the user's state before sending it again"
+            )
+        if outcome:
+            return [result]
+    return []

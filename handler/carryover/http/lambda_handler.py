@@ -1,0 +1,77 @@
+"""The Lambda handler for API Gateway's HTTP API: Powertools' resolver with the routes of `routes.ROUTES`,
+every error answered in the one JSON shape (`errors`), one EMF metrics line per invocation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from carryover.config import Settings
+from carryover.core.service import PredictionService
+from carryover.errors import NotFound, ServiceError
+from carryover.http import errors
+from carryover.http.errors import MethodNotAllowed
+from carryover.http.routes import ROUTES, Call, Handlers, Route, allowed_methods, json_response
+from carryover.observability import STORE_UNAVAILABLE, logger, metrics, traced, with_metrics
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+DEADLINE_MARGIN_S = 1.0  # left of the Lambda's time when retries stop, to answer in time
+
+
+def refusal(error: ServiceError) -> Response[str]:
+    """A refused request, in the one error shape."""
+    logger.info("request refused", extra={"status": errors.status(error), "code": error.code})
+    if error.code == "store_unavailable":
+        metrics.add_metric(name=STORE_UNAVAILABLE, unit=MetricUnit.Count, value=1)
+    return json_response(errors.status(error), errors.body(error), errors.headers(error) or None)
+
+
+def unexpected(_: Exception) -> Response[str]:
+    logger.exception("unhandled error")
+    return refusal(ServiceError("internal error"))
+
+
+def _answering(app: APIGatewayHttpResolver, route: Route, handlers: Handlers) -> Callable[..., Response[str]]:
+    """The resolver's function for `route`: its `Call` built from the current event."""
+
+    def answer(**params: str) -> Response[str]:
+        remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
+        call = Call(app.current_event, params, time.monotonic() + remaining_s - DEADLINE_MARGIN_S)
+        return route.handler(handlers, call)
+
+    return answer
+
+
+def _no_route(app: APIGatewayHttpResolver) -> Callable[[Exception], Response[str]]:
+    def answer(_: Exception) -> Response[str]:
+        method, path = app.current_event.request_context.http.method, app.current_event.path
+        allowed = allowed_methods(path)
+        if allowed:
+            return refusal(MethodNotAllowed(f"{path} takes {', '.join(allowed)}, not {method}", allowed))
+        return refusal(NotFound(f"no route for {method} {path}"))
+
+    return answer
+
+
+def create_lambda_handler(service: PredictionService, settings: Settings) -> LambdaHandler:
+    """One handler per Lambda instance: the resolver holds the current event, so it serves one at a time."""
+    app = APIGatewayHttpResolver()
+    handlers = Handlers(service, settings, service.engine.name)
+    for route in ROUTES:
+        app.route(route.rule, method=route.method)(_answering(app, route, handlers))
+    app.not_found(_no_route(app))
+    app.exception_handler(ServiceError)(refusal)
+    app.exception_handler(Exception)(unexpected)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @with_metrics
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return traced(handler) if settings.tracing else handler

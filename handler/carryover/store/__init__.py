@@ -1,0 +1,36 @@
+"""Where users' state is kept: the interface every store implements. The service knows only this.
+
+A store reads an item strongly consistently and writes one only if it is still as it was read, atomically
+(`item.py` says why that applies no request twice). `dynamodb.py` is the store the Lambda uses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from carryover.store.item import Attempt, Stored, Write
+
+
+class WriteConflict(Exception):
+    """The item changed since it was read; the write may still have landed if its answer was lost."""
+
+    def __init__(self, write: Attempt) -> None:
+        super().__init__(write.write_id.hex())
+        self.write = write
+
+
+class StateStore(ABC):
+    """One user's item per model, read and written whole. Reads and writes raise `StoreUnavailable` when the
+    store cannot be reached or keeps refusing (a write may or may not have landed then)."""
+
+    @abstractmethod
+    def load(self, user_id: str) -> Stored:
+        """The user's item as the store holds it now (strongly consistent)."""
+
+    @abstractmethod
+    def save(self, user_id: str, write: Write, read: Stored) -> Attempt:
+        """Writes `write` on top of `read` if the item is still as `read` left it; raises WriteConflict if not."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """One cheap read that proves the store answers."""

@@ -1,0 +1,241 @@
+"""Turns a `.keras` file (or a Keras 2 `.h5` file) into a verified model bundle (the model layer's content).
+
+    python -m layers.exporter.export MODEL.keras OUT_DIR [--name NAME] [--sequences N] [--mode M] [--window W]
+
+The bundle is written to a temporary directory beside OUT_DIR, verified, then moved into place, so OUT_DIR
+only ever holds a complete bundle that passed verification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import absl.logging
+import keras
+import tensorflow as tf
+from tqdm import tqdm
+
+from carryover.errors import UnsupportedModel
+from carryover.keras_model.read import content_hash
+from carryover.manifest import NAME_PATTERN, Manifest, Mode
+from carryover.modes import MODES, Graph, ServingMode
+from layers.exporter import legacy
+from layers.exporter.verify import TOLERANCE, Verification, verify
+
+KERAS_DEFAULT_NAME = re.compile(r"(sequential|functional|model)(_\d+)?")
+KERAS_FILE = "model.keras"
+LITERT_FILE = "step.tflite"
+ENGINES = ("tensorflow", "litert")
+
+
+class ExportFailed(RuntimeError):
+    pass
+
+
+def default_name(model: keras.Model, source: Path) -> str:
+    """The model's own name, or the file's stem when Keras named it (`sequential`, `functional_2`, ...)."""
+    if not KERAS_DEFAULT_NAME.fullmatch(model.name) and re.fullmatch(NAME_PATTERN, model.name):
+        return str(model.name)
+    return re.sub(r"[^A-Za-z0-9._-]", "-", source.stem)[:64] or "model"
+
+
+def load_source(source: Path) -> tuple[keras.Model, list[str]]:
+    """The model in a `.keras` file, or in a Keras 2 `.h5` file (translated; the list says what changed)."""
+    if not source.is_file():
+        raise ExportFailed(f"{source}: no such file")
+    try:
+        if legacy.is_legacy(source):
+            return legacy.load(source)
+        return keras.saving.load_model(source, compile=False), []
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ExportFailed(f"{source}: cannot be read as a Keras model ({reason})") from None
+
+
+def build_manifest(model: keras.Model, mode: ServingMode, graph: Graph, name: str) -> Manifest:
+    return Manifest(
+        name=name,
+        version=content_hash(model),
+        mode=mode.name,
+        window=graph.window,
+        input=graph.input_spec,
+        outputs=tuple(spec for spec, _ in graph.outputs),
+        states=graph.states,
+        files={"tensorflow": KERAS_FILE, "litert": LITERT_FILE},
+    )
+
+
+def _stateful(model: keras.Model) -> bool:
+    return any(getattr(layer, "stateful", False) for layer in model.layers)
+
+
+def choose_mode(model: keras.Model, mode: Mode | None, window: int | None) -> tuple[ServingMode, int | None]:
+    """Carry for a free time dimension and for any stateful model; window for a stateless model trained on
+    fixed windows; either on request."""
+    fixed = model.inputs[0].shape[1] if len(model.inputs) == 1 and len(model.inputs[0].shape) >= 2 else None
+    mode = mode or ("window" if fixed is not None and not _stateful(model) else "carry")
+    if mode == "carry" and window is not None:
+        raise ExportFailed("WINDOW goes with MODE=window")
+    if mode == "window":
+        if _stateful(model):
+            raise ExportFailed("a stateful model streams in carry mode: export it with MODE=carry")
+        window = window or fixed
+        if window is None:
+            raise ExportFailed("MODE=window needs WINDOW=n: the number of timesteps the model answers on")
+    return MODES[mode], window
+
+
+def graph_for(model: keras.Model, mode: ServingMode, window: int | None) -> tuple[keras.Model, Graph]:
+    """The model as the mode runs it (the graph may reshape it: `graph.model`), and its graph."""
+    graph = mode.read(model, window)
+    return graph.model, graph
+
+
+def litert_flatbuffer(graph: Graph) -> bytes:
+    """What the LiteRT engine runs in this graph's mode, with its tensors named by a signature."""
+    module = graph.litert_module()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    flatbuffer: bytes = converter.convert()
+    return flatbuffer
+
+
+@dataclass(frozen=True)
+class Exported:
+    manifest: Manifest
+    checks: dict[str, Verification]  # engine name -> its worst difference from Keras
+    translated: list[str]  # what a Keras 2 file needed to load in Keras 3
+
+
+def _nothing(*_: object) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an export writes, decided before anything is written."""
+
+    model: keras.Model
+    mode: ServingMode
+    graph: Graph
+    manifest: Manifest
+    translated: list[str]
+
+
+def plan(source: Path, name: str | None, mode: Mode | None, window: int | None) -> Plan:
+    model, translated = load_source(source)
+    try:
+        serving, window = choose_mode(model, mode, window)
+        model, graph = graph_for(model, serving, window)
+        manifest = build_manifest(model, serving, graph, name or default_name(model, source))
+    except (UnsupportedModel, ValueError, ExportFailed) as error:
+        raise ExportFailed(f"{source}: {error}") from None
+    return Plan(model, serving, graph, manifest, translated)
+
+
+def write_bundle(source: Path, planned: Plan, staging: Path, on_step: Callable[[str], None]) -> None:
+    on_step("converting the model for LiteRT")
+    planned.model.save(staging / KERAS_FILE)  # a real .keras file, whatever the source format
+    try:
+        flatbuffer = litert_flatbuffer(planned.graph)
+    except Exception as error:  # the converter's own errors, of many kinds
+        raise ExportFailed(f"{source}: LiteRT cannot convert the model: {str(error).splitlines()[0]}") from None
+    (staging / LITERT_FILE).write_bytes(flatbuffer)
+    planned.manifest.write(staging)
+
+
+def export(
+    source: Path,
+    out: Path,
+    name: str | None = None,
+    sequences: int = 50,
+    on_step: Callable[[str], None] = _nothing,
+    on_sequence: Callable[[], None] = _nothing,
+    mode: Mode | None = None,
+    window: int | None = None,
+) -> Exported:
+    """Writes a bundle for `source` to `out`; raises ExportFailed if it is unsupported or does not verify.
+    `on_step` hears each step's name as it starts, `on_sequence` each verified sequence."""
+    on_step("loading the model")
+    planned = plan(source, name, mode, window)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
+    try:
+        write_bundle(source, planned, staging, on_step)
+        on_step("loading both engines from the bundle")
+        engines = [planned.mode.engine(engine, staging, planned.manifest) for engine in ENGINES]
+        on_step(f"verifying both engines against Keras on {sequences} chunked sequences")
+        results = verify(engines, planned.manifest, planned.model, planned.graph, sequences, on_sequence=on_sequence)
+        for engine, result in results.items():
+            if not result.passed:
+                raise ExportFailed(
+                    f"{source}: the {engine} engine differs from Keras by {result.max_abs_diff:.3g} "
+                    f"(tolerance {TOLERANCE}) over {result.sequences} chunked sequences"
+                )
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Exported(planned.manifest, results, planned.translated)
+
+
+class _Steps:
+    """Prints each step as it starts, and how long it took when the next one starts."""
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+
+    def __call__(self, name: str) -> None:
+        self.done()
+        print(f"  {name} ...", flush=True)
+        self._started = time.perf_counter()
+
+    def done(self) -> None:
+        if self._started is not None:
+            print(f"    {time.perf_counter() - self._started:.1f} s", flush=True)
+            self._started = None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="the .keras file, or a Keras 2 .h5 file")
+    parser.add_argument("out", type=Path, help="the bundle directory to write")
+    parser.add_argument(
+        "--name", help="model name in the API and the state table (default: the Keras name, or the file's stem)"
+    )
+    parser.add_argument("--sequences", type=int, default=50, help="random chunked sequences to verify on")
+    parser.add_argument("--mode", choices=list(MODES), help="default: chosen from the model (see README)")
+    parser.add_argument("--window", type=int, help="window mode: the timesteps each answer is computed on")
+    args = parser.parse_args()
+    absl.logging.set_verbosity(absl.logging.ERROR)  # the converter's deprecation notices say nothing to act on
+    started, steps = time.perf_counter(), _Steps()
+    print(f"exporting {args.model} into a verified bundle at {args.out}", flush=True)
+    with tqdm(total=args.sequences, unit="sequence", leave=False, delay=0.5, desc="    verified") as bar:
+        try:
+            exported = export(
+                args.model, args.out, args.name, args.sequences, steps, lambda: bar.update(), args.mode, args.window
+            )
+        except ExportFailed as error:
+            bar.close()
+            sys.exit(f"export failed: {error}")
+    steps.done()
+    if exported.translated:
+        print(f"translated from Keras 2: {'; '.join(exported.translated)}")
+    checks = ", ".join(f"{engine} {check.max_abs_diff:.2g}" for engine, check in exported.checks.items())
+    manifest = exported.manifest
+    print(
+        f"bundle {args.out}: {manifest.name} {manifest.version}, {MODES[manifest.mode].describe(manifest)}, in "
+        f"{time.perf_counter() - started:.0f} s; max abs diff from Keras over {args.sequences} chunked sequences: "
+        f"{checks}"
+    )
+
+
+if __name__ == "__main__":
+    main()
