@@ -19,7 +19,7 @@ export PYTHONPATH := handler:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv preflight model run lint test bench build deploy smoke example openapi lock clean clean-state FORCE
+.PHONY: help venv preflight model run lint test bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
 
 help:
 	@echo "make run          serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$(PORT)"
@@ -27,11 +27,12 @@ help:
 	@echo "make model        export MODEL (default: the demo; .keras or Keras 2 .h5) into a verified bundle at $(BUNDLE)"
 	@echo "                  MODE=carry|window WINDOW=n: how it is served (default: chosen from the model)"
 	@echo "make bench        measure latency, compute, cold start and DynamoDB cost on the bundle"
+	@echo "make bench-peer   carryover vs TorchServe 0.12.0 stateful inference, same model, side by side"
 	@echo "make build        sam build: the Lambda zip and its layers, into .aws-sam/build"
 	@echo "make deploy       build, then sam deploy (guided the first time, then from samconfig.toml)"
 	@echo "make smoke URL=…  call a deployed API with the client, signed with your AWS credentials"
 	@echo "make example      stream a sequence through the local API and chart it (docs/stream.png)"
-	@echo "make clean-state  forget every user's state kept by the local API's embedded store"
+	@echo "make clean-state  forget every user's state kept by the local API (.build/state.sqlite3)"
 
 venv: $(VENV)/.installed
 
@@ -92,6 +93,21 @@ test: lint $(CHECKOV_VENV)/.installed
 bench: model
 	$(PY) -m tests.benchmarks.bench $(BUNDLE)
 
+# The peer (opt-in; about 1 GB and 1.5 min to install, once; needs java): TorchServe 0.12.0's stateful inference
+# serving the same model, measured side by side with the local API in one run (make bench runs it when installed).
+PEER_VENV := .venv-peer
+
+$(PEER_VENV)/.installed: requirements-peer.lock
+	@command -v java >/dev/null || { echo "bench-peer needs java on PATH (TorchServe's frontend): apt-get install -y openjdk-17-jre-headless" >&2; exit 1; }
+	@echo "==> installing TorchServe 0.12.0 and torch 2.13.0 (CPU) into $(PEER_VENV) (once; about 1.5 min, 1 GB)"
+	@start=$$SECONDS; $(PYTHON) -m venv $(PEER_VENV) && $(PEER_VENV)/bin/pip install --quiet pip==25.3 && \
+	$(PEER_VENV)/bin/pip install --quiet --no-deps -r requirements-peer.lock && \
+	echo "==> installed in $$((SECONDS - start)) s"
+	@touch $@
+
+bench-peer: model $(PEER_VENV)/.installed
+	$(PY) -m tests.benchmarks.peer $(BUNDLE) --venv $(PEER_VENV)
+
 build: model
 	MODEL_BUNDLE_DIR="$(abspath $(BUNDLE))" $(SAM) build --template template.yaml
 	du -sh .aws-sam/build/*/
@@ -115,7 +131,7 @@ lock: venv
 	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
 
 clean-state:
-	rm -f $(BUILD)/local-dynamodb.jsonl
+	rm -f $(BUILD)/state.sqlite3 $(BUILD)/state.sqlite3-wal $(BUILD)/state.sqlite3-shm
 
 clean:
 	rm -rf $(BUILD) .aws-sam

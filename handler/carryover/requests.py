@@ -13,14 +13,18 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from carryover.errors import InvalidJson, InvalidRequest
 from carryover.manifest import Manifest
 
-USER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+# A user id is a path segment and a key: no "/", "%", space or other character that could reach another user's
+# state. "|" is in the subjects Auth0 issues ("auth0|64f..."); Cognito (a UUID), Okta ("00u..."), Entra ID
+# (base64url) and Google (digits) issue subjects of the others.
+USER_ID = re.compile(r"[A-Za-z0-9._:@|-]{1,128}")
+USER_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ : @ | -"
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_user_id(user_id: str) -> str:
     if not USER_ID.fullmatch(user_id):
-        raise InvalidRequest("user_id: expected 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+        raise InvalidRequest(f"user_id: expected {USER_ID_RULE}")
     return user_id
 
 

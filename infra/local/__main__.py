@@ -1,9 +1,11 @@
 """`make run`: serves a model bundle on the local HTTP API until interrupted.
 
     python -m infra.local BUNDLE_DIR
-Environment: PORT (default 3000), DYNAMODB_ENDPOINT (default: an embedded DynamoDB kept in
-.build/local-dynamodb.jsonl), TABLE_NAME (default carryover-local), LOCAL_INSTANCES (most handler instances
-at once, default 64), LOG_LEVEL (DEBUG shows the handler's structured logs and metrics).
+Environment: PORT (default 3000), STATE_FILE (the SQLite file the state is kept in, default
+.build/state.sqlite3), LOCAL_DURABILITY (process: a write answered survives the server being killed; machine:
+an OS crash or power cut too, an fsync per commit), DYNAMODB_ENDPOINT (a DynamoDB-compatible endpoint instead
+of SQLite), TABLE_NAME (default carryover-local), LOCAL_INSTANCES (most handler instances at once, default 64),
+LOG_LEVEL (DEBUG shows the handler's structured logs and metrics).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-JOURNAL = Path(".build/local-dynamodb.jsonl")
+STATE_FILE = Path(".build/state.sqlite3")
+DURABILITY = {"process": "survives the server being killed", "machine": "survives an OS crash or power cut"}
 
 
 def _quiet_unless_debug() -> None:
@@ -30,29 +33,35 @@ def main() -> None:
     args = parser.parse_args()
     _quiet_unless_debug()
     from carryover.config import ConfigurationError  # after the log level is set: Powertools reads it on import
+    from infra.local.journal import JOURNAL, import_journal
     from infra.local.stack import StackError, start_stack
 
     endpoint = os.environ.get("DYNAMODB_ENDPOINT") or None
+    state_file = Path(os.environ.get("STATE_FILE") or STATE_FILE)
+    table = os.environ.get("TABLE_NAME") or "carryover-local"
+    durability = os.environ.get("LOCAL_DURABILITY") or "process"
+    if durability not in DURABILITY:
+        sys.exit(f"cannot start: LOCAL_DURABILITY={durability}: expected one of {', '.join(DURABILITY)}")
+    imported = None if endpoint else import_journal(JOURNAL, state_file, table)
+    if imported is not None:
+        print(f"brought {imported} users' state over from {JOURNAL}, which an earlier release kept (renamed .imported)")
     try:
         stack = start_stack(
             args.bundle,
             port=int(os.environ.get("PORT") or 3000),
             dynamodb_endpoint=endpoint,
-            table=os.environ.get("TABLE_NAME") or "carryover-local",
+            table=table,
             instances=int(os.environ.get("LOCAL_INSTANCES") or 64),
-            journal=None if endpoint else JOURNAL,
+            state_file=state_file,
+            durability=durability,  # type: ignore[arg-type]  # checked above
             log=lambda line: print(line, flush=True),
         )
     except (ConfigurationError, StackError, ValueError, OSError) as error:
         sys.exit(f"cannot start: {error}")
     url, bundle = stack.api.url, stack.settings.model_bundle
-    if stack.dynamodb is None:
-        store = f"DynamoDB at {endpoint}, table {stack.settings.table_name}"
-    else:
-        store = (
-            f"embedded DynamoDB kept in {JOURNAL} ({stack.dynamodb.restored_items} items restored); "
-            f"to start empty: make clean-state"
-        )
+    store = stack.store
+    if not endpoint:
+        store += f" (a write answered {DURABILITY[durability]}); to start empty: make clean-state"
     example = _example_inputs(bundle)
     print(f"carryover serving {bundle} at {url}")
     print(f"state: {store}")

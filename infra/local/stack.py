@@ -1,23 +1,27 @@
-"""The local stack: the Lambda handler behind the local HTTP API, with an embedded or given DynamoDB."""
+"""The local stack: the Lambda handler behind the local HTTP API, its state in SQLite (the default) or in any
+DynamoDB-compatible endpoint."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from carryover.composition import build_client, build_service
+from carryover.composition import build_client, build_service, lifetimes
 from carryover.config import Settings
 from carryover.http.lambda_handler import create_lambda_handler
-from infra.local.dynamodb import EmbeddedDynamoDB
+from carryover.manifest import Manifest
+from carryover.store import StateStore
+from carryover.store.dynamodb import utc_now
+from carryover.store.sqlite import Durability, SQLiteStateStore
 from infra.local.pages import api_pages
 from infra.local.server import LocalApi
 from infra.table import ensure_table
-
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 class StackError(RuntimeError):
@@ -28,12 +32,13 @@ class StackError(RuntimeError):
 class LocalStack:
     api: LocalApi
     settings: Settings
-    dynamodb: EmbeddedDynamoDB | None
+    store: str  # where the state is kept, for people
+    state_file: Path | None  # the SQLite file; None when the state is in DynamoDB
+    _close: Callable[[], None]
 
     def stop(self) -> None:
         self.api.stop()
-        if self.dynamodb:
-            self.dynamodb.stop()
+        self._close()
 
 
 def _store_problem(error: Exception, endpoint: str) -> StackError:
@@ -56,6 +61,37 @@ def _store_problem(error: Exception, endpoint: str) -> StackError:
     )
 
 
+def _dynamodb(settings: Settings, endpoint: str) -> None:
+    """Creates the table on the endpoint if it is missing; one line when the endpoint cannot be used."""
+    try:
+        ensure_table(build_client(settings), settings.table_name)
+    except (NoCredentialsError, NoRegionError, EndpointConnectionError, ClientError) as error:
+        raise _store_problem(error, endpoint) from None
+
+
+@dataclass(frozen=True)
+class _Store:
+    store: StateStore | None  # None: the DynamoDB store the composition builds
+    where: str
+    close: Callable[[], None]
+    path: Path | None = None
+
+
+def _sqlite(settings: Settings, state_file: Path | None, durability: Durability) -> _Store:
+    """SQLite at `state_file`, or in a temporary directory removed at close."""
+    scratch = None if state_file else Path(tempfile.mkdtemp(prefix="carryover-state-"))
+    path = state_file or Path(str(scratch)) / "state.sqlite3"
+    name = Manifest.read(settings.model_bundle).name
+    store = SQLiteStateStore(path, name, lifetimes(settings), utc_now, durability)
+
+    def close() -> None:
+        store.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    return _Store(store, f"SQLite in {path}", close, path)
+
+
 def start_stack(
     bundle: Path,
     port: int = 3000,
@@ -63,26 +99,21 @@ def start_stack(
     table: str = "carryover-local",
     instances: int = 64,
     engine: str | None = None,
-    journal: Path | None = None,
+    state_file: Path | None = None,
+    durability: Durability = "process",
     log: Callable[[str], None] | None = None,
 ) -> LocalStack:
-    """Starts everything in this process; `port=0` picks a free port. Creates the table if it is missing.
-    `journal` keeps the embedded store on disk; `log` gets one line a request."""
-    embedded = None if dynamodb_endpoint else EmbeddedDynamoDB(journal=journal).start()
-    if embedded:
-        for name, value in LOCAL_CREDENTIALS.items():
-            os.environ.setdefault(name, value)
-    endpoint = dynamodb_endpoint or (embedded.endpoint if embedded else "")
-    given = {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": endpoint, "ENGINE": engine or ""}
+    """Starts everything in this process; `port=0` picks a free port. With `dynamodb_endpoint` the state is kept
+    there (the table created if missing); otherwise in SQLite at `state_file`, or in a temporary file removed at
+    stop when none is given. `log` gets one line a request."""
+    given = {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": dynamodb_endpoint, "ENGINE": engine}
     settings = Settings.from_env(os.environ | {key: value for key, value in given.items() if value})
-    try:
-        client = build_client(settings)
-        ensure_table(client, table)
-    except (NoCredentialsError, NoRegionError, EndpointConnectionError, ClientError) as error:
-        if embedded:
-            embedded.stop()
-        raise _store_problem(error, endpoint) from None
-    service = build_service(settings, client=client)
+    if dynamodb_endpoint:
+        _dynamodb(settings, dynamodb_endpoint)
+        kept = _Store(None, f"DynamoDB at {dynamodb_endpoint}, table {table}", lambda: None)
+    else:
+        kept = _sqlite(settings, state_file, durability)
+    service = build_service(settings, store=kept.store)
     api = LocalApi(
         lambda: create_lambda_handler(service, settings),
         port=port,
@@ -93,7 +124,6 @@ def start_stack(
     try:
         api.start_background()
     except OSError:
-        if embedded:
-            embedded.stop()
+        kept.close()
         raise
-    return LocalStack(api, settings, embedded)
+    return LocalStack(api, settings, kept.where, kept.path, kept.close)

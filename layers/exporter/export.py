@@ -23,10 +23,12 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
+from carryover.core.service import REPLY_LIMIT_BYTES
 from carryover.errors import UnsupportedModel
 from carryover.keras_model.read import content_hash
 from carryover.manifest import NAME_PATTERN, Manifest, Mode
 from carryover.modes import MODES, Graph, ServingMode
+from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, largest_item_bytes
 from layers.exporter import legacy
 from layers.exporter.verify import TOLERANCE, Verification, verify
 
@@ -129,12 +131,32 @@ class Plan:
     translated: list[str]
 
 
+def check_item_fits(manifest: Manifest) -> None:
+    """Refuses a model whose saved state would not fit a DynamoDB item beside the default idempotency keys and a
+    recorded response: said at export, not at the first request."""
+    keys = KeyWindow()
+    largest = largest_item_bytes(manifest.state_bytes, REPLY_LIMIT_BYTES, keys)
+    if largest <= ITEM_LIMIT_BYTES:
+        return
+    room = ITEM_LIMIT_BYTES - largest_item_bytes(0, REPLY_LIMIT_BYTES, keys)
+    if manifest.mode == "window":
+        most = room // (4 * manifest.input.features)
+        fix = f"export with WINDOW={most} or fewer (each window row keeps {manifest.input.features} float32 values)"
+    else:
+        fix = f"use recurrent layers whose states add up to at most {room // 4} values"
+    raise ExportFailed(
+        f"a user's state is {manifest.state_bytes:,} bytes: with {keys.size} idempotency keys and a recorded response "
+        f"its item would pass DynamoDB's item limit of {ITEM_LIMIT_BYTES:,} bytes; {fix}"
+    )
+
+
 def plan(source: Path, name: str | None, mode: Mode | None, window: int | None) -> Plan:
     model, translated = load_source(source)
     try:
         serving, window = choose_mode(model, mode, window)
         model, graph = graph_for(model, serving, window)
         manifest = build_manifest(model, serving, graph, name or default_name(model, source))
+        check_item_fits(manifest)
     except (UnsupportedModel, ValueError, ExportFailed) as error:
         raise ExportFailed(f"{source}: {error}") from None
     return Plan(model, serving, graph, manifest, translated)

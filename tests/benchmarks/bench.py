@@ -1,8 +1,10 @@
-"""`make bench`: latency, compute, cold start and DynamoDB cost on the demo model, measured in one run.
+"""`make bench`: latency, compute, cold start and cost on a bundle (the demo by default), measured in one run.
 
-    python -m tests.benchmarks.bench BUNDLE_DIR
-Compares (a) the seed question's approach made to work in Keras 3 (assign the saved h, c into the stateful
-layer's variables, `model.predict`, read the state back), (b) the TensorFlow engine, (c) the LiteRT engine.
+    python -m tests.benchmarks.bench BUNDLE_DIR [--requests N] [--users N]
+The Lambda path compares (a) the seed question's approach made to work in Keras 3 (assign the saved h, c into
+the stateful layer's variables, `model.predict`, read the state back), (b) the TensorFlow engine, (c) the LiteRT
+engine; then the local API as `make run` serves it, its store with many users, the cold start (also as Lambda
+pays it, with and without bytecode), window mode, and what DynamoDB bills per request.
 """
 
 from __future__ import annotations
@@ -28,15 +30,24 @@ from carryover.composition import build_handler
 from carryover.config import Settings
 from carryover.engine import Engine, EngineResult, slide
 from carryover.manifest import Manifest
-from carryover.store.codec import item_bytes, read_units, write_units
-from infra.local.dynamodb import EmbeddedDynamoDB
-from infra.local.stack import LOCAL_CREDENTIALS
+from carryover.store.codec import item_bytes, item_key, read_units, write_units
 from infra.table import ensure_table
 from layers.exporter.export import export
-from tests import items
+from tests.benchmarks import local_api as local
+from tests.benchmarks import report
+from tests.benchmarks.cold_start import cold_start_313
+from tests.benchmarks.peer.torchserve import available
+from tests.benchmarks.startup import startup_with_users
 from tests.clients import HandlerClient
+from tests.dynamodb_server import LOCAL_CREDENTIALS, DynamoDBServer
+from tests.stores import DynamoDBItems
 
 TABLE = "bench"
+LABELS = {"a": "the question's approach (assign + predict)", "b": "TensorFlow engine", "c": "LiteRT engine"}
+DURABLE = {"process": "survives the server being killed", "machine": "survives an OS crash: an fsync per commit"}
+ROOT = Path(__file__).resolve().parents[2]
+PEER_VENV = ROOT / ".venv-peer"
+BENCH_CACHE = ROOT / ".build" / "bench"
 WINDOW_ENGINES = {"LiteRT engine": "litert", "TensorFlow engine": "tensorflow"}
 # DynamoDB on-demand prices, us-east-1, as AWS published them on 2024-11-01 (USD per million request units)
 PRICES: dict[str, Any] = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
@@ -84,12 +95,12 @@ def time_bare_store(client: Any, manifest: Manifest, count: int) -> list[float]:
     """Milliseconds for a bare strongly consistent GetItem and a PutItem of an item of the same size, on the same
     store: what a request costs in round trips alone, the yardstick for the warm request."""
     user = f"bare-{time.monotonic_ns()}"
-    item = items.key(user, manifest.name) | {"state": {"B": bytes(manifest.state_bytes)}}
+    item = item_key(user, manifest.name) | {"state": {"B": bytes(manifest.state_bytes)}}
     client.put_item(TableName=TABLE, Item=item)
     samples = []
     for _ in range(count):
         start = time.perf_counter()
-        client.get_item(TableName=TABLE, Key=items.key(user, manifest.name), ConsistentRead=True)
+        client.get_item(TableName=TABLE, Key=item_key(user, manifest.name), ConsistentRead=True)
         client.put_item(TableName=TABLE, Item=item)
         samples.append((time.perf_counter() - start) * 1000)
     return samples
@@ -197,10 +208,10 @@ def cost_table(handler: HandlerClient, client: Any, manifest: Manifest) -> list[
         for rows in (1, 10, 100):
             user, inputs = f"cost-{keyed}-{rows}", rows_for(manifest, rows).tolist()
             for count in range(1, 41):
-                before = items.raw_item(client, TABLE, user, manifest.name)
+                before = DynamoDBItems(client, TABLE).get(user, manifest.name)
                 reply = handler.predict(user, inputs, key=f"request-{count}" if keyed else None)
                 assert reply.status == 200, reply.body
-                after = items.raw_item(client, TABLE, user, manifest.name)
+                after = DynamoDBItems(client, TABLE).get(user, manifest.name)
                 assert after is not None
                 if count in (1, 10, 40):
                     rows_found.append(
@@ -217,53 +228,42 @@ def cost_table(handler: HandlerClient, client: Any, manifest: Manifest) -> list[
 
 
 def print_cost_table(table: list[dict[str, int]]) -> None:
-    print("\n| keys | rows per request | after requests | item bytes | RCU | WCU | USD per million requests |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for row in table:
-        usd = row["rcu"] * PRICES["read"] + row["wcu"] * PRICES["write"]
-        print(
-            f"| {'yes' if row['keys'] else 'no'} | {row['rows']} | {row['after']} | {row['bytes']} | {row['rcu']} "
-            f"| {row['wcu']} | {usd:.3f} |"
-        )
-    print(
-        f"prices: DynamoDB on-demand, {PRICES['region']}, as published {PRICES['date']}: "
-        f"${PRICES['write']} per million write request units, ${PRICES['read']} per million read request units"
+    report.table(
+        ["keys", "rows per request", "after requests", "item bytes", "RCU", "WCU", "USD per million requests"],
+        [
+            [
+                "yes" if row["keys"] else "no", row["rows"], row["after"], f"{row['bytes']:,}", row["rcu"], row["wcu"],
+                f"{row['rcu'] * PRICES['read'] + row['wcu'] * PRICES['write']:.3f}",
+            ]
+            for row in table
+        ],
+    )  # fmt: skip
+    report.note(
+        f"prices: DynamoDB on-demand, {PRICES['region']}, as published {PRICES['date']}: ${PRICES['write']} per "
+        f"million write request units, ${PRICES['read']} per million read request units; a write is billed per "
+        "started KiB of the larger of the old and new item, a strongly consistent read per started 4 KiB"
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path)
-    parser.add_argument("--requests", type=int, default=200)
-    args = parser.parse_args()
-    for name, value in LOCAL_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the bench prints its own figures
-
-    dynamodb = EmbeddedDynamoDB().start()
-    client = boto3.client("dynamodb", endpoint_url=dynamodb.endpoint)
-    ensure_table(client, TABLE)
-    litert = ModelBundle.load(args.bundle, "litert")
-    tensorflow = ModelBundle.load(args.bundle, "tensorflow")
-    manifest = litert.manifest
+def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpoint: str) -> None:
+    """The Lambda handler's warm requests against a DynamoDB over HTTP, per engine; engine compute alone."""
+    litert, tensorflow = (ModelBundle.load(args.bundle, engine) for engine in ("litert", "tensorflow"))
     model = keras.saving.load_model(args.bundle / manifest.files["tensorflow"], compile=False)
     engines: dict[str, Engine] = {"b": tensorflow.engine, "c": litert.engine}
     if manifest.mode == "carry" and any(getattr(layer, "stateful", False) for layer in model.layers):
         engines = {"a": SeedApproach(model, manifest), **engines}  # the question's way needs a stateful layer
-    labels = {"a": "seed approach (assign + predict)", "b": "TensorFlow engine", "c": "LiteRT engine"}
-
     calls = {"GetItem": 0, "PutItem": 0}
     for operation in calls:
         client.meta.events.register(
             f"before-call.dynamodb.{operation}",
             lambda operation=operation, **_: calls.__setitem__(operation, calls[operation] + 1),
         )
-
     settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
     row = rows_for(manifest, 1).tolist()
     latency: dict[str, dict[str, Any]] = {}
     compute: dict[str, dict[str, float]] = {}
     for key, engine in engines.items():
+        report.step(f"({key}) {LABELS[key]}: warm requests through the handler, then the engine alone")
         handler = HandlerClient(build_handler(settings, ModelBundle(manifest, engine), client))
         count = args.requests if key != "a" else max(30, args.requests // 4)
         before = dict(calls)
@@ -275,58 +275,159 @@ def main() -> None:
             "1": time_engine(engine, manifest, 1, repeats),
             "100": time_engine(engine, manifest, 100, max(5, repeats // 3)),
         }
-
-    bare = percentile(time_bare_store(client, manifest, args.requests), 50)  # same store, same run
-    cold = {engine: cold_start(args.bundle, engine, dynamodb.endpoint, runs=3) for engine in ("tensorflow", "litert")}
-    costs = cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest)
-    dynamodb.stop()
-
-    print(
-        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"model {manifest.name} "
-        f"({manifest.mode} mode); one 1-timestep request per call; local DynamoDB over HTTP\n"
+    report.step("a bare GetItem + PutItem of an item of the same size, on the same store")
+    bare = percentile(time_bare_store(client, manifest, args.requests), 50)
+    report.table(
+        ["", "p50 ms", "p99 ms", "engine ms / 1 step", "engine ms / 100 steps"],
+        [
+            [f"({key}) {LABELS[key]}", f"{latency[key]['p50']:.2f}", f"{latency[key]['p99']:.2f}",
+             f"{compute[key]['1']:.3f}", f"{compute[key]['100']:.2f}"]
+            for key in engines
+        ],
+    )  # fmt: skip
+    report.note(
+        "p50/p99: a warm 1-timestep request through the Lambda handler for one user (read, run, conditional "
+        "write to DynamoDB over HTTP); engine: the model alone on 1 or 100 timesteps from a saved state"
     )
-    print("| | p50 ms | p99 ms | engine ms / 1 step | engine ms / 100 steps |")
-    print("| --- | --- | --- | --- | --- |")
-    for key in engines:
-        print(
-            f"| ({key}) {labels[key]} | {latency[key]['p50']:.2f} | {latency[key]['p99']:.2f} | "
-            f"{compute[key]['1']:.3f} | {compute[key]['100']:.2f} |"
-        )
-    print(
-        f"bare GetItem + PutItem on the same store: p50 {bare:.2f} ms; warm request / bare round trips: "
-        f"TensorFlow {latency['b']['p50'] / bare:.2f}x, LiteRT {latency['c']['p50'] / bare:.2f}x"
+    report.figure(
+        "bare GetItem + PutItem", f"{bare:.2f} ms", "what a request's two DynamoDB round trips cost alone, same store"
     )
+    for key in ("b", "c"):
+        report.figure(
+            f"warm request / bare round trips, {LABELS[key]}", f"{latency[key]['p50'] / bare:.2f}x",
+            "how much a request adds to the round trips it cannot avoid",
+        )  # fmt: skip
     slowest = "a" if "a" in engines else "b"
     for other in [key for key in engines if key != slowest]:
-        print(
-            f"{slowest}/{other}: warm p50 {latency[slowest]['p50'] / latency[other]['p50']:.1f}x, engine per step "
-            f"{compute[slowest]['1'] / compute[other]['1']:.1f}x, "
-            f"per 100 steps {compute[slowest]['100'] / compute[other]['100']:.1f}x"
-        )
-    window = window_compute()
-    print("\n| window model (W=30, LSTM 128, 20 features), a 10-row request | ms per new timestep |")
-    print("| --- | --- |")
-    for name, milliseconds in window.items():
-        print(f"| {name} | {milliseconds:.3f} |")
-    print(
-        f"model.predict/LiteRT: {window['model.predict'] / window['LiteRT engine']:.1f}x, "
-        f"model.predict/TensorFlow: {window['model.predict'] / window['TensorFlow engine']:.1f}x per new timestep"
-    )
-    print(
-        "\n| cold start, tracing off (fresh process to first response) | imports s | model load s | first request s "
-        "| total s | peak RSS MB |"
-    )
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, result in cold.items():
-        print(
-            f"| {name} | {result['imports']:.3f} | {result['model load']:.3f} | {result['first request']:.3f} | "
-            f"{result['seconds']:.3f} | {result['rss_mb']:.0f} |"
-        )
-    print(f"\ncold start ratio LiteRT/TensorFlow: {cold['litert']['seconds'] / cold['tensorflow']['seconds']:.3f}")
+        report.figure(
+            f"({slowest})/({other}) warm p50", f"{latency[slowest]['p50'] / latency[other]['p50']:.1f}x",
+            f"engine per step {compute[slowest]['1'] / compute[other]['1']:.1f}x, "
+            f"per 100 steps {compute[slowest]['100'] / compute[other]['100']:.1f}x",
+        )  # fmt: skip
     reads, writes = latency["c"]["calls"]["GetItem"], latency["c"]["calls"]["PutItem"]
-    print(f"\nDynamoDB calls per request: {reads:.0f} GetItem (strongly consistent) and {writes:.0f} PutItem")
-    print_cost_table(costs)
+    report.figure(
+        "DynamoDB calls per request", f"{reads:.0f} GetItem + {writes:.0f} PutItem", "strongly consistent read"
+    )
+    report.step("item size and request units as a user keeps streaming, with and without keys")
+    print_cost_table(cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest))
+
+
+def local_api(args: argparse.Namespace, manifest: Manifest) -> None:
+    """`make run`'s server as a user meets it, against its store's bare round trip, and the peer if installed."""
+    body, figures = local.rows_body(manifest, 1), {}
+    for durability in ("process", "machine"):
+        report.step(f"{args.requests} 1-row requests to make run's server, LOCAL_DURABILITY={durability}")
+        with local.local_server(args.bundle, durability) as url:
+            figures[durability] = local.stream_latency(url, body, args.requests, "bench")
+            if durability == "machine":
+                report.step("8 clients at once, a user each, LOCAL_DURABILITY=machine")
+                crowd, throughput = local.concurrent_latency(url, body, 8, max(25, args.requests // 8))
+        bare = local.bare_round_trip(manifest.state_bytes + 1300, durability, args.requests)
+        report.figure(
+            f"local API p50, {durability}", f"{percentile(figures[durability], 50):.2f} ms",
+            f"p99 {percentile(figures[durability], 99):.2f} ms; a 1-row request over HTTP (keep-alive), answered "
+            f"after its write is committed ({DURABLE[durability]})",
+        )  # fmt: skip
+        report.figure(
+            f"bare SQLite round trip, {durability}", f"{percentile(bare, 50):.2f} ms",
+            f"a read and a conditional write transaction of an item of the same size; the request is "
+            f"{percentile(figures[durability], 50) / percentile(bare, 50):.1f}x that",
+        )  # fmt: skip
+    report.figure(
+        "8 clients at once, machine", f"p50 {percentile(crowd, 50):.2f} ms, {throughput:.0f} requests/s",
+        "their commits are grouped: each waits for one fsync shared with the others, not for theirs in turn",
+    )  # fmt: skip
+    problem = available(PEER_VENV)
+    if problem:
+        report.note(f"TorchServe side by side: not measured here ({problem})")
+        return
+    report.step("TorchServe 0.12.0's stateful inference on the same model, side by side (make bench-peer)")
+    subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.peer", str(args.bundle), "--venv", str(PEER_VENV)], check=True
+    )
+
+
+def cold_starts(args: argparse.Namespace, endpoint: str) -> None:
+    report.step("fresh processes of the dev venv's Python to their first response, per engine")
+    cold = {engine: cold_start(args.bundle, engine, endpoint, runs=3) for engine in ("tensorflow", "litert")}
+    rows = [
+        [name, *(f"{result[phase]:.3f}" for phase in PHASES[:-1]), f"{result['rss_mb']:.0f}"]
+        for name, result in cold.items()
+    ]
+    report.table(["tracing off", "imports s", "model load s", "first request s", "total s", "peak RSS MB"], rows)
+    report.figure(
+        "cold start LiteRT/TensorFlow", f"{cold['litert']['seconds'] / cold['tensorflow']['seconds']:.3f}",
+        "the zip deployment's engine against the reference engine, same machine",
+    )  # fmt: skip
+    report.step("as Lambda pays it: Python 3.13, the runtime layer on a read-only path, with and without bytecode")
+    found = cold_start_313(args.bundle.resolve(), endpoint, BENCH_CACHE.resolve(), 5)
+    if isinstance(found, str):
+        report.note(f"Python 3.13 cold start: not measured ({found})")
+        return
+    columns = ["interpreter", "imports", "model load", "handler build", "first request", "seconds", "cpu seconds"]
+    report.table(
+        ["runtime layer", *(f"{name} s" for name in columns), "peak RSS MB"],
+        [
+            [variant, *(f"{values[name]:.3f}" for name in columns), f"{values['rss_mb']:.0f}"]
+            for variant, values in found.items()
+        ],
+    )
+    without, with_ = (found[variant]["seconds"] for variant in found)
+    report.figure(
+        "bytecode / none", f"{with_ / without:.2f}", "a cold start with the layer's bytecode, over one that compiles"
+    )
+
+
+def many_users(args: argparse.Namespace) -> None:
+    report.step(f"the local store with {args.users:,} users (built once, cached in {BENCH_CACHE})")
+    found = startup_with_users(args.users, cache=BENCH_CACHE, bundle=args.bundle)
+    report.figure(
+        f"store open, {args.users:,} users", f"{found['users: open'] * 1000:.1f} ms",
+        f"first read {found['users: first load'] * 1000:.1f} ms, first write {found['users: first save'] * 1000:.1f} "
+        f"ms; empty: open {found['empty: open'] * 1000:.1f} ms ({found['db_mb']:,.0f} MB on disk)",
+    )  # fmt: skip
+    report.figure(
+        f"make run's server start, {args.users:,} users", f"{found['users: server start']:.2f} s",
+        f"to its banner; empty {found['empty: server start']:.2f} s: the users cost nothing at start-up",
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per measurement")
+    parser.add_argument("--users", type=int, default=1_000_000, help="users in the local store's start-up measure")
+    args = parser.parse_args()
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the bench prints its own figures
+    manifest = Manifest.read(args.bundle)
+    report.heading(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model "
+        f"{manifest.name} ({manifest.mode} mode). Figures move by about 20% between runs: compare within one run."
+    )
+    dynamodb = DynamoDBServer().start()
+    client = boto3.client("dynamodb", endpoint_url=dynamodb.endpoint)
+    ensure_table(client, TABLE)
+    try:
+        report.section("The Lambda path", "the handler, each engine, and DynamoDB (moto's server over HTTP)")
+        lambda_path(args, client, manifest, dynamodb.endpoint)
+        report.section("The local API", "make run as a user meets it: its own process, HTTP, state in SQLite")
+        local_api(args, manifest)
+        many_users(args)
+        report.section("Cold start", "a fresh process to its first answered request, tracing off")
+        cold_starts(args, dynamodb.endpoint)
+        report.section("Window mode", "a model trained on windows of 30 rows (LSTM 128, 20 features)")
+        report.step("exporting it, then each engine and model.predict on a 10-row request")
+        window = window_compute()
+        for name, milliseconds in window.items():
+            report.figure(f"{name}, per new timestep", f"{milliseconds:.3f} ms", "compute alone, a batch of 10 windows")
+        report.figure(
+            "model.predict / LiteRT", f"{window['model.predict'] / window['LiteRT engine']:.1f}x",
+            f"model.predict / TensorFlow engine {window['model.predict'] / window['TensorFlow engine']:.1f}x",
+        )  # fmt: skip
+    finally:
+        dynamodb.stop()
 
 
 if __name__ == "__main__":

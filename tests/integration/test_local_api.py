@@ -9,23 +9,31 @@ import boto3
 import numpy as np
 import pytest
 
-from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.stack import LocalStack, start_stack
-from tests import items, scenarios
+from tests import scenarios
 from tests.clients import HttpClient, Reply
 from tests.conftest import ENGINES, Served
+from tests.dynamodb_server import DynamoDBServer
+from tests.stores import items_of
 
 
 @pytest.fixture(scope="module")
 def stacks(served: dict[str, Served]) -> Iterator[dict[tuple[str, str], LocalStack]]:
+    """Local APIs on SQLite (the default store) per model and engine, and the seed on a DynamoDB over HTTP."""
+    dynamodb = DynamoDBServer().start()
     running = {
         (key, engine): start_stack(served[key].path, port=0, instances=16, engine=engine)
         for key in ("seed", "stacked")
         for engine in ENGINES
     }
+    for engine in ENGINES:
+        running["seed-dynamodb", engine] = start_stack(
+            served["seed"].path, port=0, instances=16, engine=engine, dynamodb_endpoint=dynamodb.endpoint
+        )
     yield running
     for stack in running.values():
         stack.stop()
+    dynamodb.stop()
 
 
 @pytest.fixture(params=["seed", "stacked"])
@@ -56,12 +64,13 @@ def test_bad_request_over_http_is_400_json(stacks):
     assert reply.body["error"]["code"] == "invalid_request" and "8 features" in reply.body["error"]["message"]
 
 
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
 @pytest.mark.parametrize("users", [1, 8])
-def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, users):
-    """16 threads x 25 requests over `users` users: per user, the successes report distinct `steps`, and
-    replaying them one by one in that order through the original Keras model gives every answer and the
-    final saved state."""
-    stack, seed = stacks["seed", engine], served["seed"]
+def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, users, store):
+    """16 threads x 25 requests over `users` users, on either store: per user, the successes report distinct
+    `steps`, and replaying them one by one in that order through the original Keras model gives every answer and
+    the final saved state."""
+    stack, seed = stacks["seed" if store == "sqlite" else "seed-dynamodb", engine], served["seed"]
     client, names = HttpClient(stack.api.url), [scenarios.new_user() for _ in range(users)]
     rng = np.random.default_rng(23 + users)
     work = [
@@ -84,7 +93,6 @@ def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, u
         thread.join()
 
     assert {reply.status for _, _, reply in replies} <= {200, 409}
-    store = boto3.client("dynamodb", endpoint_url=str(stack.settings.dynamodb_endpoint))
     for user in names:
         done = sorted(
             (r.body["steps"], i, inputs, r) for i, (u, inputs, r) in enumerate(replies) if u == user and r.status == 200
@@ -98,7 +106,7 @@ def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, u
             scenarios.assert_matches(
                 reply.body["outputs"], scenarios.expected_chunk(seed, whole, full, steps - len(inputs), steps)
             )
-        item = items.raw_item(store, stack.settings.table_name, user)
+        item = items_of(stack).get(user)
         assert item is not None
         saved = seed.manifest.unpack_state(bytes(item["state"]["B"]))
         assert saved is not None
@@ -108,10 +116,10 @@ def test_concurrent_requests_lose_and_double_no_update(stacks, served, engine, u
 
 def test_given_dynamodb_endpoint_gets_the_table_and_the_state(served):
     """DYNAMODB_ENDPOINT: an existing DynamoDB-compatible endpoint is used, and the table created there."""
-    external = EmbeddedDynamoDB().start()
+    external = DynamoDBServer().start()
     stack = start_stack(served["seed"].path, port=0, dynamodb_endpoint=external.endpoint, table="given")
     try:
-        assert stack.dynamodb is None
+        assert stack.state_file is None
         reply = HttpClient(stack.api.url).predict("carol", [[0.0] * 8])
         assert reply.status == 200
         items = boto3.client("dynamodb", endpoint_url=external.endpoint).scan(TableName="given")["Items"]

@@ -10,12 +10,11 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
-from moto.dynamodb.models import dynamodb_backends
 
-from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.local.server import LocalApi
 from infra.local.stack import StackError, start_stack
 from tests.clients import HttpClient
+from tests.dynamodb_server import DynamoDBServer
 from tests.faults import local_api
 
 ROW = [0.5] * 8
@@ -183,17 +182,15 @@ def test_openapi_and_docs_are_served(stack, served):
 
 
 def test_embedded_store_keeps_state_across_restarts(served, tmp_path):
-    """A restart is a new process: moto's in-memory backend (global to a process) is emptied in between."""
-    journal = tmp_path / "store.jsonl"
-    first = start_stack(served["seed"].path, port=0, journal=journal, table="kept-across-restarts")
+    state = tmp_path / "state.sqlite3"
+    first = start_stack(served["seed"].path, port=0, state_file=state)
     try:
         assert HttpClient(first.api.url).predict("kept", [ROW, ROW]).body["steps"] == 2
     finally:
         first.stop()
-    dynamodb_backends.reset()
-    again = start_stack(served["seed"].path, port=0, journal=journal, table="kept-across-restarts")
+    again = start_stack(served["seed"].path, port=0, state_file=state)
     try:
-        assert again.dynamodb is not None and again.dynamodb.restored_items == 1
+        assert again.state_file == state
         reply = HttpClient(again.api.url).predict("kept", [ROW])
         assert reply.body["state"] == "continued" and reply.body["steps"] == 3
     finally:
@@ -211,7 +208,7 @@ def test_unreachable_endpoint_is_one_line(served):
 
 
 def test_endpoint_without_credentials_is_one_line(served, monkeypatch, tmp_path):
-    store = EmbeddedDynamoDB().start()
+    store = DynamoDBServer().start()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))

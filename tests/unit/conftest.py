@@ -1,24 +1,33 @@
-"""Unit fixtures: the real handler and store against moto's in-process DynamoDB."""
+"""Unit fixtures: the real handler on a real store, moto's in-process DynamoDB by default, and `backend` for
+tests that hold for every store (DynamoDB and SQLite alike)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from carryover.composition import build_handler
+from carryover.composition import build_service, lifetimes
 from carryover.config import Settings
+from carryover.http.lambda_handler import create_lambda_handler
+from carryover.store import StateStore
+from carryover.store.dynamodb import DynamoDBStateStore, utc_now
 from carryover.store.item import Item
+from carryover.store.sqlite import SQLiteStateStore
 from infra.table import ensure_table
-from tests import items
 from tests.clients import HandlerClient
 from tests.conftest import Served
+from tests.faults import DynamoDBLostAnswer, LostAnswer, SQLiteLostAnswer
+from tests.stores import MODEL, DynamoDBItems, Items, SQLiteItems
 
 TABLE = "carryover-test"
 MAX_TIMESTEPS = 50
+MakeClient = Callable[..., HandlerClient]
 
 
 @pytest.fixture
@@ -29,32 +38,75 @@ def dynamodb() -> Iterator[Any]:
         yield client
 
 
-@pytest.fixture
-def make_client(dynamodb: Any, served: dict[str, Served]) -> Callable[..., HandlerClient]:
+def _settings(served: Served, environ: dict[str, str]) -> Settings:
+    base = {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served.path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)}
+    return Settings.from_env(base | environ)
+
+
+def _maker(served: dict[str, Served], store_for: Callable[[Settings, str, Any, Any], StateStore]) -> MakeClient:
     def make(
-        model: str = "seed", engine: str = "litert", client: Any = dynamodb, clock: Any = None, **environ: str
+        model: str = "seed", engine: str = "litert", clock: Any = None, client: Any = None, **environ: str
     ) -> HandlerClient:
-        """A handler as a cold start would build it; `environ` adds configuration (MAX_TIMESTEPS=50 unless given)."""
-        clock = {"clock": clock} if clock else {}
-        settings = Settings.from_env(
-            {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served[model].path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)}
-            | environ
-        )
-        return HandlerClient(build_handler(settings, served[model].bundles[engine], client, **clock))
+        """A handler as a cold start would build it, on a store of its own (as each Lambda instance has); `environ`
+        adds configuration (MAX_TIMESTEPS=50 unless given)."""
+        settings = _settings(served[model], environ)
+        clock = clock or utc_now
+        store = store_for(settings, served[model].manifest.name, clock, client)
+        service = build_service(settings, served[model].bundles[engine], store=store, clock=clock)
+        return HandlerClient(create_lambda_handler(service, settings))
 
     return make
 
 
-def raw_item(dynamodb: Any, user: str, model: str = items.MODEL) -> Item | None:
-    return items.raw_item(dynamodb, TABLE, user, model)
+@pytest.fixture
+def make_client(dynamodb: Any, served: dict[str, Served]) -> MakeClient:
+    def store(settings: Settings, model: str, clock: Any, client: Any) -> StateStore:
+        return DynamoDBStateStore(client or dynamodb, TABLE, model, lifetimes(settings), clock)
+
+    return _maker(served, store)
 
 
-def saved_item(dynamodb: Any, user: str, model: str = items.MODEL) -> Item:
-    """The user's item, which the test has written."""
-    item = raw_item(dynamodb, user, model)
-    assert item is not None, f"{user} has no item"
-    return item
+@dataclass
+class Backend:
+    """A store under test: handlers on it, the items it holds, and its own way of losing a write's answer."""
+
+    name: str
+    make_client: MakeClient
+    items: Items
+    store_class: type[StateStore]
+    lost_answer: Callable[..., LostAnswer]
+
+
+@pytest.fixture(params=["dynamodb", "sqlite"])
+def backend(request: pytest.FixtureRequest, served: dict[str, Served], tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "dynamodb":
+        client = request.getfixturevalue("dynamodb")
+        yield Backend(
+            "dynamodb",
+            request.getfixturevalue("make_client"),
+            DynamoDBItems(client, TABLE),
+            DynamoDBStateStore,
+            lambda meanwhile=lambda: None, times=1: DynamoDBLostAnswer(client, meanwhile, times),
+        )
+        return
+    path, opened = tmp_path / "state.sqlite3", []
+
+    def sqlite(settings: Settings, model: str, clock: Any, _: Any) -> StateStore:
+        opened.append(SQLiteStateStore(path, model, lifetimes(settings), clock))
+        return opened[-1]
+
+    yield Backend("sqlite", _maker(served, sqlite), SQLiteItems(path), SQLiteStateStore, SQLiteLostAnswer)
+    for store in opened:
+        store.close()
+
+
+def raw_item(dynamodb: Any, user: str, model: str = MODEL) -> Item | None:
+    return DynamoDBItems(dynamodb, TABLE).get(user, model)
+
+
+def saved_item(dynamodb: Any, user: str, model: str = MODEL) -> Item:
+    return DynamoDBItems(dynamodb, TABLE).saved(user, model)
 
 
 def overwrite(dynamodb: Any, user: str, **attributes: Any) -> None:
-    items.overwrite(dynamodb, TABLE, user, **attributes)
+    DynamoDBItems(dynamodb, TABLE).overwrite(user, **attributes)

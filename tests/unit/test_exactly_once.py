@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from botocore.exceptions import ReadTimeoutError
 
 from carryover.store.codec import parse, write_units
-from carryover.store.dynamodb import DynamoDBStateStore
 from carryover.store.item import Expired, Live, digest
 from infra.local.server import LocalContext
 from tests.scenarios import assert_matches
-from tests.unit.conftest import raw_item, saved_item
+from tests.unit.conftest import Backend
 
 USER = "dora"
 
@@ -31,8 +28,8 @@ def rows(count: int, seed: int = 0) -> list[list[float]]:
     return np.random.default_rng(seed).normal(size=(count, 8)).astype(np.float32).tolist()
 
 
-def remembered_keys(dynamodb, user: str = USER) -> list[bytes]:
-    stored = parse(raw_item(dynamodb, user), datetime.now(UTC))
+def remembered_keys(backend: Backend, user: str = USER) -> list[bytes]:
+    stored = parse(backend.items.get(user), datetime.now(UTC))
     assert isinstance(stored, Live | Expired), stored
     return [record.key for record in stored.keys]
 
@@ -47,28 +44,28 @@ class Clock:
         return self.now
 
 
-def test_repeat_with_same_key_returns_identical_response_and_applies_once(make_client, dynamodb):
-    client = make_client()
+def test_repeat_with_same_key_returns_identical_response_and_applies_once(backend):
+    client = backend.make_client()
     first = predict(client, rows(3), key="order-1")
     assert first.status == 200 and "idempotent-replayed" not in first.headers
-    item = raw_item(dynamodb, USER)
+    item = backend.items.get(USER)
     again = predict(client, rows(3), key="order-1")
     assert again.status == 200 and again.headers["idempotent-replayed"] == "true"
     assert again.body == first.body
-    assert raw_item(dynamodb, USER) == item  # nothing written
+    assert backend.items.get(USER) == item  # nothing written
     assert client.state(USER).body["steps"] == 3
 
 
-def test_replay_is_the_same_bytes(make_client):
-    client = make_client()
+def test_replay_is_the_same_bytes(backend):
+    client = backend.make_client()
     event = client.event("POST", f"/users/{USER}/predict", json.dumps({"inputs": rows(4, seed=8)}))
     event["headers"]["idempotency-key"] = "bytes"
     first, again = (client.handler(json.loads(json.dumps(event)), LocalContext(name)) for name in ("a", "b"))
     assert again["body"] == first["body"]
 
 
-def test_same_request_written_differently_is_the_same_request(make_client):
-    client = make_client()
+def test_same_request_written_differently_is_the_same_request(backend):
+    client = backend.make_client()
     first = predict(client, [[1, 2, 3, 4, 5, 6, 7, 8]], key="k")
     again = predict(
         client, None, key="k", raw_body='{ "inputs" : [[1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0]] , "reset": false }'
@@ -76,42 +73,42 @@ def test_same_request_written_differently_is_the_same_request(make_client):
     assert again.status == 200 and again.body == first.body
 
 
-def test_negative_zero_is_zero(make_client):
-    client = make_client()
+def test_negative_zero_is_zero(backend):
+    client = backend.make_client()
     first = predict(client, None, key="z", raw_body='{"inputs": [[0.0, 1, 2, 3, 4, 5, 6, 7]]}')
     again = predict(client, None, key="z", raw_body='{"inputs": [[-0.0, 1, 2, 3, 4, 5, 6, 7]]}')
     assert again.status == 200 and again.headers["idempotent-replayed"] == "true" and again.body == first.body
 
 
-def test_same_key_with_another_body_is_409_and_changes_nothing(make_client, dynamodb):
-    client = make_client()
+def test_same_key_with_another_body_is_409_and_changes_nothing(backend):
+    client = backend.make_client()
     predict(client, rows(2), key="k1")
-    before = raw_item(dynamodb, USER)
+    before = backend.items.get(USER)
     reply = predict(client, rows(2, seed=1), key="k1")
     assert reply.status == 409 and reply.body["error"]["code"] == "idempotency_key_reused"
-    assert raw_item(dynamodb, USER) == before
+    assert backend.items.get(USER) == before
 
 
-def test_keys_are_per_user(make_client):
-    client = make_client()
+def test_keys_are_per_user(backend):
+    client = backend.make_client()
     assert predict(client, rows(1), key="shared").status == 200
     assert predict(client, rows(1, seed=5), key="shared", user="eve").status == 200
 
 
-def test_crash_after_state_write_before_response_then_retry_applies_once(make_client, dynamodb, served, monkeypatch):
+def test_crash_after_state_write_before_response_then_retry_applies_once(backend, served, monkeypatch):
     """The first attempt dies after DynamoDB accepted its write: the retry returns that attempt's outcome."""
-    client = make_client()
+    client = backend.make_client()
     inputs = rows(4, seed=3)
-    save = DynamoDBStateStore.save
+    save = backend.store_class.save
 
     def save_then_die(self, *args, **kwargs):
         save(self, *args, **kwargs)
         raise SystemExit("the Lambda instance died before answering")
 
-    monkeypatch.setattr(DynamoDBStateStore, "save", save_then_die)
+    monkeypatch.setattr(backend.store_class, "save", save_then_die)
     with pytest.raises(SystemExit):
         predict(client, inputs, key="crash-1")
-    monkeypatch.setattr(DynamoDBStateStore, "save", save)
+    monkeypatch.setattr(backend.store_class, "save", save)
 
     retried = predict(client, inputs, key="crash-1")
     assert retried.status == 200 and retried.headers["idempotent-replayed"] == "true"
@@ -122,50 +119,50 @@ def test_crash_after_state_write_before_response_then_retry_applies_once(make_cl
     assert predict(client, inputs, key="crash-1").body == retried.body
 
 
-def test_key_older_than_the_window_is_a_new_request(make_client, dynamodb):
+def test_key_older_than_the_window_is_a_new_request(backend):
     """Keys are remembered IDEMPOTENCY_TTL_HOURS (24 by default); after that the same key is a new request."""
     clock = Clock()
-    client = make_client(clock=clock)
+    client = backend.make_client(clock=clock)
     predict(client, rows(1), key="old")
     clock.now += timedelta(hours=23, minutes=59)
     assert predict(client, rows(1), key="old").headers["idempotent-replayed"] == "true"
     clock.now += timedelta(minutes=2)
     reply = predict(client, rows(1), key="old")
     assert reply.status == 200 and "idempotent-replayed" not in reply.headers and reply.body["steps"] == 2
-    assert remembered_keys(dynamodb) == [digest("old")]  # the stale record dropped, the new one kept
+    assert remembered_keys(backend) == [digest("old")]  # the stale record dropped, the new one kept
 
 
-def test_window_of_keys_holds_whatever_the_response_size(make_client, dynamodb):
+def test_window_of_keys_holds_whatever_the_response_size(backend):
     """The newest IDEMPOTENCY_KEYS keys (32) are never forgotten, however large the responses: a repeat of any
     of them is recognised and applies nothing; the newest is replayed; the 33rd newest counts as new."""
-    client = make_client(MAX_TIMESTEPS="1000")
+    client = backend.make_client(MAX_TIMESTEPS="1000")
     big = rows(1000, seed=4)
     for index in range(40):
         assert predict(client, big, key=f"k{index}").status == 200
-    item = raw_item(dynamodb, USER)
-    assert remembered_keys(dynamodb) == [digest(f"k{index}") for index in range(39, 7, -1)]
+    item = backend.items.get(USER)
+    assert remembered_keys(backend) == [digest(f"k{index}") for index in range(39, 7, -1)]
     newest = predict(client, big, key="k39")
     assert newest.status == 200 and newest.headers["idempotent-replayed"] == "true" and newest.body["steps"] == 40_000
     for index in (8, 20, 38):
         repeat = predict(client, big, key=f"k{index}")
         assert repeat.status == 409 and repeat.body["error"]["code"] == "already_applied"
         assert f"k{index}" in repeat.body["error"]["message"]
-    assert raw_item(dynamodb, USER) == item
+    assert backend.items.get(USER) == item
     assert predict(client, big, key="k7").body["steps"] == 41_000  # beyond the window: a new request
 
 
-def test_only_the_newest_keys_are_kept(make_client, dynamodb):
-    client = make_client(IDEMPOTENCY_KEYS="3")
+def test_only_the_newest_keys_are_kept(backend):
+    client = backend.make_client(IDEMPOTENCY_KEYS="3")
     for index in range(5):
         predict(client, rows(1, seed=index), key=f"k{index}")
-    assert remembered_keys(dynamodb) == [digest("k4"), digest("k3"), digest("k2")]
+    assert remembered_keys(backend) == [digest("k4"), digest("k3"), digest("k2")]
     assert predict(client, rows(1, seed=4), key="k4").headers["idempotent-replayed"] == "true"
 
 
-def test_keyed_response_too_large_to_record_is_refused_up_front(make_client, dynamodb):
+def test_keyed_response_too_large_to_record_is_refused_up_front(backend):
     """At the largest allowed settings a keyed request whose response cannot be recorded is a 422 saying
     why, before anything runs; without a key the same request is applied."""
-    client = make_client(MAX_TIMESTEPS="60000", MAX_BODY_BYTES=str(10 * 1024 * 1024))
+    client = backend.make_client(MAX_TIMESTEPS="60000", MAX_BODY_BYTES=str(10 * 1024 * 1024))
     many = [[0.25] * 8] * 45_000
     refused = predict(client, many, key="huge")
     assert refused.status == 422 and refused.body["error"]["code"] == "unprocessable"
@@ -173,96 +170,51 @@ def test_keyed_response_too_large_to_record_is_refused_up_front(make_client, dyn
         "at most 16384 timesteps" in refused.body["error"]["message"]
         and "Idempotency-Key" in refused.body["error"]["message"]
     )
-    assert raw_item(dynamodb, USER) is None
+    assert backend.items.get(USER) is None
     assert predict(client, many[:16_384], key="largest").status == 200
     assert predict(client, many).body["steps"] == 16_384 + 45_000
 
 
 @pytest.mark.parametrize("key", ["", "x" * 129, "tab\there", "é"])
-def test_bad_idempotency_key_is_400(make_client, dynamodb, key):
-    reply = predict(make_client(), rows(1), key=key)
+def test_bad_idempotency_key_is_400(backend, key):
+    reply = predict(backend.make_client(), rows(1), key=key)
     assert reply.status == 400 and "Idempotency-Key" in reply.body["error"]["message"]
-    assert raw_item(dynamodb, USER) is None
+    assert backend.items.get(USER) is None
 
 
-def test_retry_after_delete_is_recognised_not_applied(make_client, dynamodb):
+def test_retry_after_delete_is_recognised_not_applied(backend):
     """DELETE erases the state and the recorded response but keeps the keys for their window."""
-    client = make_client()
+    client = backend.make_client()
     predict(client, rows(2), key="before-delete")
     assert client.delete(USER).status == 204
-    item = saved_item(dynamodb, USER)
+    item = backend.items.saved(USER)
     assert "state" not in item and "reply" not in item and client.state(USER).status == 404
     again = predict(client, rows(2), key="before-delete")
     assert again.status == 409 and again.body["error"]["code"] == "already_applied"
-    assert raw_item(dynamodb, USER) == item
+    assert backend.items.get(USER) == item
     fresh = predict(client, rows(2), key="after-delete")
     assert fresh.status == 200 and fresh.body["state"] == "new" and fresh.body["steps"] == 2
 
 
-def wire_to_params(value):
-    """DynamoDB JSON as sent on the wire (binary as base64) back into boto3 parameters."""
-    if isinstance(value, dict):
-        return {k: base64.b64decode(v) if k == "B" else wire_to_params(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [wire_to_params(v) for v in value]
-    return value
-
-
-class LostAnswer:
-    """A transport fault on PutItem: the write reaches DynamoDB, its answer is lost (read timeout), and
-    `meanwhile` runs before botocore retries it."""
-
-    def __init__(self, dynamodb, meanwhile=lambda: None, times: int = 1) -> None:
-        self.dynamodb, self.meanwhile, self.times, self.lost = dynamodb, meanwhile, times, 0
-
-    def __call__(self, request, **_):
-        if self.lost >= self.times:
-            return None
-        self.lost += 1
-        with self.detached():
-            self.dynamodb.put_item(**wire_to_params(json.loads(request.body)))  # the write lands ...
-            self.meanwhile()
-        raise ReadTimeoutError(endpoint_url=request.url)  # ... and its answer never comes
-
-    def detached(self):
-        hook = self
-
-        class _Detached:
-            def __enter__(self):
-                hook.dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", hook)
-
-            def __exit__(self, *_):
-                hook.dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", hook)
-
-        return _Detached()
-
-    def __enter__(self):
-        self.dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", self)
-        return self
-
-    def __exit__(self, *_):
-        self.dynamodb.meta.events.unregister("before-send.dynamodb.PutItem", self)
-
-
-def test_write_of_unknown_outcome_is_not_applied_twice(make_client, dynamodb):
+def test_write_of_unknown_outcome_is_not_applied_twice(backend):
     """The PutItem lands, its answer is lost, botocore retries it: the retry's condition fails on our own
     write, and the service recognises that write instead of applying it again."""
-    client = make_client()
+    client = backend.make_client()
     assert predict(client, rows(2)).status == 200
-    with LostAnswer(dynamodb) as fault:
+    with backend.lost_answer() as fault:
         reply = predict(client, rows(3, seed=9))
     assert fault.lost == 1
     assert reply.status == 200 and reply.body["steps"] == 5
     assert client.state(USER).body["steps"] == 5
-    assert saved_item(dynamodb, USER)["revision"]["N"] == "2"
+    assert backend.items.saved(USER)["revision"]["N"] == "2"
 
 
-def test_write_whose_answer_was_lost_on_the_last_attempt_is_answered_as_applied(make_client, dynamodb):
+def test_write_whose_answer_was_lost_on_the_last_attempt_is_answered_as_applied(backend):
     """With no conflict retries left, the lost answer's own write is what the retry conflicted with: the request
     was applied, so it answers 200 (a 409 would make the client send it again and apply it twice)."""
-    client = make_client(CONFLICT_RETRIES="0")
+    client = backend.make_client(CONFLICT_RETRIES="0")
     assert predict(client, rows(2)).status == 200
-    with LostAnswer(dynamodb) as fault:
+    with backend.lost_answer() as fault:
         reply = predict(client, rows(3, seed=9))
     assert fault.lost == 1
     assert reply.status == 200 and reply.body["steps"] == 5
@@ -270,34 +222,34 @@ def test_write_whose_answer_was_lost_on_the_last_attempt_is_answered_as_applied(
 
 
 @pytest.mark.parametrize("others", [1, 15])
-def test_lost_answer_then_other_writers_is_not_applied_twice(make_client, dynamodb, others):
+def test_lost_answer_then_other_writers_is_not_applied_twice(backend, others):
     """A's write lands and its answer is lost; B (and more) land before A is retried: A still finds its
     own write among the recent ones and answers with it, applied once."""
-    a, b = make_client(), make_client()
+    a, b = backend.make_client(), backend.make_client()
     assert predict(a, rows(1)).status == 200
 
     def other_writers():
         for index in range(others):
             assert predict(b, rows(1, seed=20 + index)).status == 200
 
-    with LostAnswer(dynamodb, other_writers) as fault:
+    with backend.lost_answer(other_writers) as fault:
         reply = predict(a, rows(5, seed=9))
     assert fault.lost == 1
     assert reply.status == 200 and reply.body["steps"] == 6
     assert client_steps(a) == 1 + 5 + others
-    assert saved_item(dynamodb, USER)["revision"]["N"] == str(2 + others)
+    assert backend.items.saved(USER)["revision"]["N"] == str(2 + others)
 
 
-def test_lost_answer_beyond_the_history_is_refused_not_applied(make_client, dynamodb):
+def test_lost_answer_beyond_the_history_is_refused_not_applied(backend):
     """More writers landed than the write history covers: A cannot tell, so it says so and writes nothing."""
-    a, b = make_client(), make_client()
+    a, b = backend.make_client(), backend.make_client()
     assert predict(a, rows(1)).status == 200
 
     def many_writers():
         for index in range(16):
             predict(b, rows(1, seed=40 + index))
 
-    with LostAnswer(dynamodb, many_writers):
+    with backend.lost_answer(many_writers):
         reply = predict(a, rows(5, seed=9))
     assert reply.status == 409 and reply.body["error"]["code"] == "outcome_unknown"
     assert client_steps(a) == 1 + 5 + 16
@@ -307,19 +259,19 @@ def client_steps(client) -> int:
     return client.state(USER).body["steps"]
 
 
-def test_write_cost_of_a_key_is_at_most_one_unit(make_client, dynamodb):
+def test_write_cost_of_a_key_is_at_most_one_unit(backend):
     """Per request, a keyed write costs at most 1 WCU more than the same stream without keys, for responses
     up to 1 KB, however long the user has streamed (state_item's size bound)."""
     for count in (1, 10):
-        keyed, plain = make_client(), make_client()
+        keyed, plain = backend.make_client(), backend.make_client()
         costs: dict[str, list[int]] = {"keyed": [], "plain": []}
         for index in range(40):
             inputs = rows(count, seed=index)
             for name, client, key in (("keyed", keyed, f"c{index}"), ("plain", plain, None)):
                 user = f"{name}-{count}"
-                before = raw_item(dynamodb, user)
+                before = backend.items.get(user)
                 reply = predict(client, inputs, key=key, user=user)
                 assert reply.status == 200
-                costs[name].append(write_units(before, saved_item(dynamodb, user)))
+                costs[name].append(write_units(before, backend.items.saved(user)))
         assert len(json.dumps(reply.body)) <= 1024
         assert all(k - p <= 1 for k, p in zip(costs["keyed"], costs["plain"], strict=True)), costs

@@ -134,3 +134,16 @@ def test_bidirectional_on_a_free_time_dimension_says_to_use_window_mode(tmp_path
     with pytest.raises(ExportFailed) as raised:
         export(saved(tmp_path, model), tmp_path / "bundle", sequences=1)
     assert "backwards in time" in str(raised.value) and "MODE=window WINDOW=n" in str(raised.value)
+
+
+def test_a_state_too_large_for_a_dynamodb_item_is_refused_at_export_naming_the_limit(tmp_path):
+    """A window of 13,000 rows of 8 features is 416,000 bytes a user: refused before anything is converted."""
+    inputs = keras.layers.Input(shape=(13_000, 8), name="rows")
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(inputs)
+    source = tmp_path / "long-window.keras"
+    keras.Model(inputs, keras.layers.Dense(1, name="out")(pooled)).save(source)
+    with pytest.raises(ExportFailed) as raised:
+        export(source, tmp_path / "bundle", sequences=1)
+    message = str(raised.value)
+    assert "\n" not in message and "416,000 bytes" in message and "409,600 bytes" in message
+    assert "WINDOW=" in message and not (tmp_path / "bundle").exists()

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests import items
+from carryover.store.codec import item_key
+from tests.stores import MODEL
 from tests.unit.conftest import MAX_TIMESTEPS, TABLE, raw_item, saved_item
 
 ROW = [0.5] * 8
@@ -124,7 +125,7 @@ def test_persistent_conflict_is_409_and_the_other_write_stands(make_client, dyna
         history = bytes(saved_item(dynamodb, USER)["writes"]["B"])  # a writer like ours: its id first, then the history
         dynamodb.update_item(
             TableName=TABLE,
-            Key=items.key(USER),
+            Key=item_key(USER, MODEL),
             UpdateExpression="SET revision = revision + :one, writes = :w",
             ExpressionAttributeValues={
                 ":one": {"N": "1"},

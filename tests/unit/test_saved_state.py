@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carryover.store.codec import item_key
 from carryover.store.dynamodb import DynamoDBStateStore
 from carryover.store.item import Lifetimes
-from tests import items
+from tests.stores import MODEL
 from tests.unit.conftest import TABLE, overwrite, raw_item, saved_item
 
 ROW = [0.25] * 8
@@ -120,7 +121,7 @@ def test_malformed_item_resets_by_default(make_client, dynamodb, damage):
 def test_item_missing_its_revision_is_still_replaced_only_conditionally(make_client, dynamodb):
     client = make_client()
     client.predict("u7", [ROW])
-    dynamodb.update_item(TableName=TABLE, Key=items.key("u7"), UpdateExpression="REMOVE revision, writes")
+    dynamodb.update_item(TableName=TABLE, Key=item_key("u7", MODEL), UpdateExpression="REMOVE revision, writes")
     reply = client.predict("u7", [ROW])
     assert reply.status == 200 and reply.body["state"] == "reset"
     assert saved_item(dynamodb, "u7")["revision"]["N"] == "1"

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from carryover.store.codec import item_key
 from carryover.store.dynamodb import dynamodb_client
-from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.table import ensure_table
-from tests import items
+from tests.dynamodb_server import DynamoDBServer
 from tests.faults import FAULTS
+from tests.stores import MODEL
 from tests.unit.conftest import TABLE, raw_item
 
 ROW = [0.5] * 8
@@ -24,7 +25,7 @@ ATTEMPTS = 2
 
 @pytest.fixture(scope="module")
 def server():
-    embedded = EmbeddedDynamoDB().start()
+    embedded = DynamoDBServer().start()
     ensure_table(dynamodb_client(embedded.endpoint), TABLE)
     yield embedded
     embedded.stop()
@@ -34,7 +35,7 @@ def server():
 def dynamodb(server):
     """An unhooked client of the same server, to read what it holds."""
     client = dynamodb_client(server.endpoint)
-    client.delete_item(TableName=TABLE, Key=items.key(USER))
+    client.delete_item(TableName=TABLE, Key=item_key(USER, MODEL))
     return client
 
 

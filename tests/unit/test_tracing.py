@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from carryover.store.dynamodb import dynamodb_client
-from infra.local.dynamodb import EmbeddedDynamoDB
 from infra.table import ensure_table
+from tests.dynamodb_server import DynamoDBServer
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOKE = """
@@ -30,7 +30,7 @@ TRACE_ID = "Root=1-6745a3b0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sam
 
 @pytest.fixture(scope="module")
 def endpoint():
-    server = EmbeddedDynamoDB().start()
+    server = DynamoDBServer().start()
     ensure_table(dynamodb_client(server.endpoint), "traced")
     yield server.endpoint
     server.stop()

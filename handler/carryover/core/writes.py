@@ -49,6 +49,7 @@ class ConditionalWriter:
     def apply(self, user_id: str, plan: Callable[[Stored], Planned[T]], deadline: float = float("inf")) -> T:
         """Runs `plan` on the user's item until its write lands; `deadline` (time.monotonic) ends retrying."""
         sent: dict[Attempt, T] = {}  # writes whose outcome is not known -> the result each stands for
+        attempts = 0
         for attempt in range(self._retries + 1):
             stored = self._store.load(user_id)
             earlier = _landed(user_id, sent, stored)
@@ -61,19 +62,22 @@ class ConditionalWriter:
                 self._store.save(user_id, planned.write, stored)
                 return planned.result
             except WriteConflict as conflict:
-                sent[conflict.write] = planned.result
+                attempts += 1
+                if conflict.ambiguous:
+                    sent[conflict.write] = planned.result
                 metrics.add_metric(name=WRITE_CONFLICTS, unit=MetricUnit.Count, value=1)
                 if not pause(attempt, deadline):
                     break
         earlier = _landed(user_id, sent, self._store.load(user_id))  # the last conflict may be its own write
         if earlier:
             return earlier[0]
-        raise StateConflict(f"user {user_id!r}: the state kept changing during {len(sent)} attempts; retry")
+        raise StateConflict(f"user {user_id!r}: the state kept changing during {attempts} attempts; retry")
 
 
 def _landed(user_id: str, sent: dict[Attempt, T], stored: Stored) -> list[T]:
-    """The result of an earlier attempt whose write turned out to have landed, if one did."""
-    for write, result in sent.items():
+    """The result of an earlier attempt whose write turned out to have landed, if one did. Attempts known not to
+    have landed are forgotten: their revision is someone else's for good, so later writes cannot make them unknown."""
+    for write, result in list(sent.items()):
         outcome = landed(write, stored)
         if outcome is None:
             raise OutcomeUnknown(
@@ -82,4 +86,5 @@ def _landed(user_id: str, sent: dict[Attempt, T], stored: Stored) -> list[T]:
             )
         if outcome:
             return [result]
+        del sent[write]
     return []

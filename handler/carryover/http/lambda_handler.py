@@ -14,11 +14,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carryover.config import Settings
 from carryover.core.service import PredictionService
-from carryover.errors import NotFound, ServiceError
+from carryover.errors import InvalidRequest, NotFound, ServiceError
 from carryover.http import errors
 from carryover.http.errors import MethodNotAllowed
 from carryover.http.routes import ROUTES, Call, Handlers, Route, allowed_methods, json_response
 from carryover.observability import STORE_UNAVAILABLE, logger, metrics, traced, with_metrics
+from carryover.requests import USER_ID_RULE
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 DEADLINE_MARGIN_S = 1.0  # left of the Lambda's time when retries stop, to answer in time
@@ -52,11 +53,47 @@ def _no_route(app: APIGatewayHttpResolver) -> Callable[[Exception], Response[str
     def answer(_: Exception) -> Response[str]:
         method, path = app.current_event.request_context.http.method, app.current_event.path
         allowed = allowed_methods(path)
+        if method in allowed:  # the route's, but its user id has characters the resolver's path pattern refuses
+            return refusal(InvalidRequest(f"user_id: expected {USER_ID_RULE}"))
         if allowed:
             return refusal(MethodNotAllowed(f"{path} takes {', '.join(allowed)}, not {method}", allowed))
         return refusal(NotFound(f"no route for {method} {path}"))
 
     return answer
+
+
+def event_problem(event: Any) -> str | None:
+    """Why `event` is not an HTTP API request (payload format 2.0) this handler can answer, or None."""
+    if not isinstance(event, dict):
+        return "the event is not a JSON object"
+    if "httpMethod" in event or event.get("version") == "1.0":
+        return (
+            "this is an API Gateway REST API or payload format 1.0 event; the function answers HTTP API events of "
+            "payload format 2.0 (template.yaml's HttpApi)"
+        )
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    if (
+        not isinstance(http, dict)
+        or not isinstance(http.get("method"), str)
+        or not isinstance(event.get("rawPath"), str)
+    ):
+        return "the event has no requestContext.http.method or rawPath: expected an HTTP API event (payload format 2.0)"
+    if event.get("body") is not None and not isinstance(event["body"], str):
+        return "body: expected the request body as a string (a JSON object written as text), as API Gateway sends it"
+    return None
+
+
+def _event_refusal(problem: str) -> dict[str, Any]:
+    """An event the resolver cannot take, answered in the API's error shape as API Gateway expects a response."""
+    error = InvalidRequest(problem)
+    logger.info("event refused", extra={"status": errors.status(error), "code": error.code})
+    return {
+        "statusCode": errors.status(error),
+        "headers": {"Content-Type": "application/json"},
+        "body": errors.body(error).model_dump_json(),
+        "isBase64Encoded": False,
+    }
 
 
 def create_lambda_handler(service: PredictionService, settings: Settings) -> LambdaHandler:
@@ -72,6 +109,7 @@ def create_lambda_handler(service: PredictionService, settings: Settings) -> Lam
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @with_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return app.resolve(event, context)
+        problem = event_problem(event)
+        return _event_refusal(problem) if problem else app.resolve(event, context)
 
     return traced(handler) if settings.tracing else handler

@@ -19,7 +19,7 @@ from carryover.http.errors import ErrorResponse
 from carryover.http.routes import ROUTES, Route
 from carryover.http.schemas import HealthResponse, ModelResponse, PredictResponse, StateResponse
 from carryover.manifest import Manifest
-from carryover.requests import FLOAT32_MAX, IDEMPOTENCY_KEY, USER_ID, PredictRequest
+from carryover.requests import FLOAT32_MAX, IDEMPOTENCY_KEY, USER_ID, USER_ID_RULE, PredictRequest
 
 TITLE = "carryover"
 VERSION = "1"
@@ -109,9 +109,7 @@ def _parameter(name: str, where: str, pattern: str, description: str) -> dict[st
     }
 
 
-_USER = _parameter(
-    "user_id", "path", USER_ID.pattern, "1-128 characters of A-Z a-z 0-9 . _ : @ - (percent-encoding is decoded first)."
-)
+_USER = _parameter("user_id", "path", USER_ID.pattern, f"{USER_ID_RULE} (percent-encoding is decoded first).")
 _KEY = _parameter(
     "Idempotency-Key",
     "header",

@@ -12,11 +12,12 @@ from carryover.store.item import Attempt, Stored, Write
 
 
 class WriteConflict(Exception):
-    """The item changed since it was read; the write may still have landed if its answer was lost."""
+    """The item changed since it was read. `ambiguous`: the write may still have landed (an earlier try of it
+    had its answer lost), so only a later read can tell; otherwise it surely did not."""
 
-    def __init__(self, write: Attempt) -> None:
+    def __init__(self, write: Attempt, ambiguous: bool) -> None:
         super().__init__(write.write_id.hex())
-        self.write = write
+        self.write, self.ambiguous = write, ambiguous
 
 
 class StateStore(ABC):

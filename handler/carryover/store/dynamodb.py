@@ -112,6 +112,7 @@ class DynamoDBStateStore(StateStore):
             self._call("put_item", Item=encode(item_key(user_id, self._model), item), **condition(read))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise WriteConflict(attempt) from None
+                retried = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0  # by botocore
+                raise WriteConflict(attempt, ambiguous=retried) from None
             raise
         return attempt

@@ -1,0 +1,225 @@
+"""The state store on SQLite (the standard library's), the local API's default: the same item DynamoDB holds (the
+attributes `codec.py` writes, kept as DynamoDB JSON), the same conditional write, done by the database: a row
+is written only while its guard attributes are the ones read, inside one write transaction.
+
+Durability (WAL journal): "process" (synchronous=NORMAL) answers a write once its commit is in the WAL file,
+which survives the server being killed at any point; "machine" (synchronous=FULL) also fsyncs the WAL at every
+commit, which survives an OS crash or a power cut, at the price of an fsync per commit. Writes are committed by
+one writer thread, in groups: the requests waiting when a commit starts share the next one, so concurrent
+requests for different users do not wait for each other's commits. Several processes may share one file: WAL
+lets them read while one writes, and the write lock is held for one group's transaction only.
+
+A write the database refuses (disk full, read-only, locked past the busy timeout, an I/O error) raises
+StoreUnavailable and changes nothing: its transaction is rolled back. A commit that reports a failure after its
+data became durable is read back, and answered as the write it was (`_settle`). Expired items are removed at
+start-up and then hourly, as DynamoDB's TTL would.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from carryover.errors import StoreUnavailable
+from carryover.observability import logger
+from carryover.store import StateStore, WriteConflict
+from carryover.store.codec import GUARD_ATTRIBUTES, TTL_ATTRIBUTE, encode, epoch, from_json, item_key, parse, to_json
+from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Item, Lifetimes, Stored, Write, landed, successor
+
+Durability = Literal["process", "machine"]
+SYNCHRONOUS: dict[Durability, str] = {"process": "NORMAL", "machine": "FULL"}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    user_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    item TEXT NOT NULL,          -- the DynamoDB item, as DynamoDB JSON
+    expires_at INTEGER,          -- its TTL attribute, for the hourly sweep
+    PRIMARY KEY (user_id, model)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_expiry ON items (expires_at);
+"""
+GROUP_MOST = 256  # writes committed together at most
+SWEEP_EVERY_S = 3600.0
+
+
+def _guard(item: Item) -> Item:
+    return {name: item[name] for name in GUARD_ATTRIBUTES if name in item}
+
+
+@dataclass
+class _Pending:
+    """One conditional write waiting for the writer: `condition` None means the item must be absent."""
+
+    user_id: str
+    item: Item
+    condition: Item | None
+    attempt: Attempt
+    done: threading.Event = field(default_factory=threading.Event)
+    landed: bool = False
+    ambiguous: bool = False  # after a failed commit, the item could not tell whether it landed
+    error: StoreUnavailable | None = None
+
+
+class SQLiteStateStore(StateStore):
+    def __init__(
+        self,
+        path: Path,
+        model_name: str,
+        lifetimes: Lifetimes,
+        clock: Callable[[], datetime],
+        durability: Durability = "process",
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        self.path = path
+        self._model, self._lifetimes, self._clock = model_name, lifetimes, clock
+        self._durability, self._busy_timeout_s = durability, busy_timeout_s
+        self._readers = threading.local()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._failures("open"):
+            self._writer = self._connect(shared=True)
+            self._writer.executescript(SCHEMA)
+        self._swept = -SWEEP_EVERY_S  # the first group sweeps: start-up does not wait for it
+        self._thread = threading.Thread(target=self._write_groups, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def _connect(self, shared: bool = False) -> sqlite3.Connection:
+        """A connection in autocommit mode (transactions are explicit); `shared`: made here, used by the writer."""
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=not shared
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={SYNCHRONOUS[self._durability]}")
+        return connection
+
+    @contextmanager
+    def _failures(self, operation: str) -> Iterator[None]:
+        """sqlite3's errors as the store's: StoreUnavailable, the cause logged."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            logger.warning("state store unavailable", extra={"operation": operation, "cause": str(error)})
+            raise StoreUnavailable(str(error)) from error
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = self._readers.connection = self._connect()
+        return connection
+
+    def load(self, user_id: str) -> Stored:
+        with self._failures("load"):
+            row = (
+                self._reader()
+                .execute("SELECT item FROM items WHERE user_id = ? AND model = ?", (user_id, self._model))
+                .fetchone()
+            )
+        return parse(None if row is None else from_json(row[0]), self._clock())
+
+    def ping(self) -> None:
+        with self._failures("ping"):
+            self._reader().execute("SELECT 1 FROM items LIMIT 1").fetchall()
+
+    def save(self, user_id: str, write: Write, read: Stored) -> Attempt:
+        write_id = os.urandom(WRITE_ID_BYTES)
+        item = successor(read, write, write_id, self._clock(), self._lifetimes)
+        condition = None if isinstance(read, Absent) else read.guard
+        attempt = Attempt(write_id, item.revision)
+        pending = _Pending(user_id, encode(item_key(user_id, self._model), item), condition, attempt)
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        if not pending.landed:
+            raise WriteConflict(attempt, ambiguous=pending.ambiguous)
+        return attempt
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _write_groups(self) -> None:
+        """The writer thread: each group of waiting writes in one transaction, one commit."""
+        while (first := self._queue.get()) is not None:
+            group = [first]
+            while len(group) < GROUP_MOST:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                group.append(more)
+            self._commit(group)
+        self._writer.close()
+
+    def _commit(self, group: list[_Pending]) -> None:
+        try:
+            with self._failures("save"):
+                self._transaction(group)
+        except StoreUnavailable as error:
+            self._settle(group, error)
+        for pending in group:
+            pending.done.set()
+
+    def _transaction(self, group: list[_Pending]) -> None:
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            for pending in group:
+                pending.landed = self._apply(pending)
+            if time.monotonic() - self._swept > SWEEP_EVERY_S:
+                self._sweep()
+            self._writer.execute("COMMIT")
+        except BaseException:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
+
+    def _settle(self, group: list[_Pending], error: StoreUnavailable) -> None:
+        """After a transaction failed: a commit can fail after it became durable, so each write's item is read
+        back. A write that is there landed; one that is not gets the error (nothing of it was kept); one the item
+        cannot tell about (other writers followed past the history) is a conflict, which the service resolves
+        as it resolves a lost answer."""
+        for pending in group:
+            try:
+                outcome = self._outcome(pending) if pending.landed else False
+            except sqlite3.Error:
+                outcome = False
+            pending.landed, pending.ambiguous = outcome is True, outcome is None
+            pending.error = error if outcome is False else None
+
+    def _outcome(self, pending: _Pending) -> bool | None:
+        row = self._writer.execute(
+            "SELECT item FROM items WHERE user_id = ? AND model = ?", (pending.user_id, self._model)
+        ).fetchone()
+        return landed(pending.attempt, parse(None if row is None else from_json(row[0]), self._clock()))
+
+    def _apply(self, pending: _Pending) -> bool:
+        """The write, if the item is still as its writer read it; False (nothing written) if not."""
+        key = (pending.user_id, self._model)
+        row = self._writer.execute("SELECT item FROM items WHERE user_id = ? AND model = ?", key).fetchone()
+        if (row is None) != (pending.condition is None):
+            return False
+        if row is not None and _guard(from_json(row[0])) != pending.condition:
+            return False
+        expires_at = int(pending.item[TTL_ATTRIBUTE]["N"])
+        self._writer.execute(
+            "INSERT OR REPLACE INTO items (user_id, model, item, expires_at) VALUES (?, ?, ?, ?)",
+            (*key, to_json(pending.item), expires_at),
+        )
+        return True
+
+    def _sweep(self) -> None:
+        """Removes the items past their TTL, as DynamoDB's TTL does (there, within days; here, within the hour)."""
+        self._writer.execute("DELETE FROM items WHERE expires_at < ?", (epoch(self._clock()),))
+        self._swept = time.monotonic()
