@@ -26,6 +26,8 @@ help:
 	@echo "make test         lint (ruff, mypy) and run the whole test suite"
 	@echo "make model        export MODEL (default: the demo; .keras or Keras 2 .h5) into a verified bundle at $(BUNDLE)"
 	@echo "                  MODE=carry|window WINDOW=n: how it is served (default: chosen from the model)"
+	@echo "                  NEXT=new.keras: keep the next version beside it (a rollout warms it up while MODEL answers)"
+	@echo "                  PREVIOUS=old.keras: keep the version it replaces, exact for a rollback"
 	@echo "make bench        measure latency, compute, cold start and DynamoDB cost on the bundle"
 	@echo "make bench-peer   carryover vs TorchServe 0.12.0 stateful inference, same model, side by side"
 	@echo "make build        sam build: the Lambda zip and its layers, into .aws-sam/build"
@@ -64,15 +66,22 @@ ifneq ($(MODEL),$(DEMO_MODEL))
 $(MODEL):
 	@echo "MODEL=$(MODEL): no such file; give the path of a .keras (or Keras 2 .h5) file" >&2; exit 1
 endif
+ifneq ($(COMPANION),)
+$(COMPANION):
+	@echo "$(if $(NEXT),NEXT,PREVIOUS)=$(COMPANION): no such file; give the path of the other model's file" >&2; exit 1
+endif
 
 # Which model the bundle was made from: a different MODEL is a different bundle even if older on disk.
-# MODE=carry|window and WINDOW=n choose how the model is served (default: from the model; see README).
-SOURCE := $(abspath $(MODEL)) $(MODE) $(WINDOW)
+# MODE=carry|window and WINDOW=n choose how the model is served (default: from the model; see README);
+# NEXT=path or PREVIOUS=path keeps a second version in the bundle ("Ship a retrained model" in the README).
+COMPANION := $(or $(NEXT),$(PREVIOUS))
+SOURCE := $(abspath $(MODEL)) $(MODE) $(WINDOW) next=$(abspath $(NEXT)) previous=$(abspath $(PREVIOUS))
 $(BUILD)/model-source: FORCE
 	@mkdir -p $(BUILD); echo "$(SOURCE)" | cmp -s - $@ || echo "$(SOURCE)" > $@
 
-$(BUNDLE)/manifest.json: $(MODEL) $(BUILD)/model-source $(EXPORTER) | venv
-	@$(PY) -m layers.exporter.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW))
+$(BUNDLE)/manifest.json: $(MODEL) $(COMPANION) $(BUILD)/model-source $(EXPORTER) | venv
+	@$(PY) -m layers.exporter.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW)) \
+		$(if $(NEXT),--next $(NEXT)) $(if $(PREVIOUS),--previous $(PREVIOUS))
 
 model: $(BUNDLE)/manifest.json
 

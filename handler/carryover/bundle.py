@@ -10,16 +10,42 @@ from carryover.engine import Engine
 from carryover.errors import UnsupportedModel
 from carryover.manifest import Manifest
 from carryover.modes import mode_of
+from carryover.store.item import Role
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    manifest: Manifest
+    engine: Engine
+    role: Role
 
 
 @dataclass(frozen=True)
 class ModelBundle:
+    """The model that answers, and the companion its bundle keeps beside it (a rollout's next or previous)."""
+
     manifest: Manifest
     engine: Engine
+    companion: ServedModel | None = None
+
+    @property
+    def models(self) -> tuple[ServedModel, ...]:
+        """Every model of the bundle, the one that answers first."""
+        answering = ServedModel(self.manifest, self.engine, "answers")
+        return (answering,) if self.companion is None else (answering, self.companion)
 
     @classmethod
     def load(cls, path: Path, engine: str | None = None) -> ModelBundle:
         """`engine` None: LiteRT when the bundle has its file, else TensorFlow."""
+        answering = cls._load_one(path, engine)
+        companion = answering.manifest.companion
+        if companion is None:
+            return answering
+        kept = cls._load_one(path / companion.directory, engine)
+        return cls(answering.manifest, answering.engine, ServedModel(kept.manifest, kept.engine, companion.role))
+
+    @classmethod
+    def _load_one(cls, path: Path, engine: str | None) -> ModelBundle:
         manifest = Manifest.read(path)
         engine = engine or ("litert" if "litert" in manifest.files else "tensorflow")
         if engine not in manifest.files or not (path / manifest.files[engine]).is_file():

@@ -32,13 +32,24 @@ def lifetimes(settings: Settings) -> Lifetimes:
 
 
 def check_item_fits(bundle: ModelBundle, settings: Settings) -> None:
-    """Refuses at cold start a model whose item could pass the store's limit with these settings."""
+    """Refuses at cold start a bundle whose item could pass the store's limit with these settings: the states of
+    its models, the kept rows, the keys and a recorded response."""
     manifest = bundle.manifest
-    if largest_item_bytes(manifest.state_bytes, REPLY_LIMIT_BYTES, lifetimes(settings).keys) > ITEM_LIMIT_BYTES:
+    states = sum(model.manifest.state_bytes for model in bundle.models)
+    history = settings.history_rows * manifest.input.features * 4
+    if largest_item_bytes(states, REPLY_LIMIT_BYTES, lifetimes(settings).keys, history) <= ITEM_LIMIT_BYTES:
+        return
+    if history:
+        room = ITEM_LIMIT_BYTES - largest_item_bytes(states, REPLY_LIMIT_BYTES, lifetimes(settings).keys)
+        most = max(0, room) // (4 * manifest.input.features)
         raise ConfigurationError(
-            f"model {manifest.name}: its state ({manifest.state_bytes} bytes) does not fit a DynamoDB "
-            f"item with room for IDEMPOTENCY_KEYS={settings.idempotency_keys} and a recorded response"
+            f"HISTORY_ROWS={settings.history_rows}: {history} bytes of rows beside model {manifest.name}'s states "
+            f"would pass DynamoDB's item limit ({ITEM_LIMIT_BYTES} bytes); at most {most} rows fit"
         )
+    raise ConfigurationError(
+        f"model {manifest.name}: its states ({states} bytes) do not fit a DynamoDB item with room for "
+        f"IDEMPOTENCY_KEYS={settings.idempotency_keys} and a recorded response"
+    )
 
 
 def build_service(
@@ -55,13 +66,13 @@ def build_service(
         client or build_client(settings), settings.table_name, bundle.manifest.name, lifetimes(settings), clock
     )
     return PredictionService(
-        bundle.manifest,
-        bundle.engine,
+        bundle,
         store,
         clock,
         settings.conflict_retries,
         settings.state_on_incompatible,
         lifetimes(settings).keys,
+        settings.history_rows,
     )
 
 

@@ -72,3 +72,11 @@ class StoreUnavailable(ServiceError):
 
     code = "store_unavailable"
     retryable = True
+
+
+class ItemFormatUnsupported(ServiceError):
+    """The user's item is of a format a newer release writes: left as it is; the request can succeed later, once
+    an instance of that release (or a rollback of its items) serves it."""
+
+    code = "item_format_unsupported"
+    retryable = True

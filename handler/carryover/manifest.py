@@ -43,6 +43,7 @@ class OutputSpec(_Spec):
 
 StateKind = Literal["LSTM", "GRU", "SimpleRNN", "Window"]
 Mode = Literal["carry", "window"]
+CompanionRole = Literal["next", "previous"]
 
 
 class StateSpec(_Spec):
@@ -59,6 +60,14 @@ class StateSpec(_Spec):
         return [list(self.shape or (self.units,)) for _ in self.tensors]
 
 
+class Companion(_Spec):
+    """A second model in the bundle, kept beside the one that answers: the version a rollout moves to (next) or
+    the one it moves from (previous). Its bundle is the directory `directory`."""
+
+    role: CompanionRole
+    directory: str
+
+
 class Manifest(_Spec):
     format: Literal[2] = FORMAT
     name: str = Field(pattern=NAME_PATTERN)
@@ -69,6 +78,15 @@ class Manifest(_Spec):
     outputs: tuple[OutputSpec, ...]
     states: tuple[StateSpec, ...]
     files: dict[str, str] = Field(description="engine name -> file in the bundle")
+    companion: Companion | None = None
+
+    @property
+    def state_kind(self) -> str | None:
+        """What another version may continue this model's state from: in window mode the state is the user's last
+        rows, the same for any model of that window and input; a recurrent state belongs to its version alone."""
+        if self.mode != "window":
+            return None
+        return f"window:{self.window}x{self.input.features}:{self.input.kind}"
 
     @property
     def state_shapes(self) -> list[int]:

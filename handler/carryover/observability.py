@@ -5,10 +5,12 @@ third of a second of every cold start.
 """
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 NAMESPACE = SERVICE = "carryover"
@@ -18,6 +20,14 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 STORE_UNAVAILABLE = "StoreUnavailable"  # a request answered 503: DynamoDB unreachable or refusing
 WRITE_CONFLICTS = "StateWriteConflicts"  # a conditional write lost to another writer (retried)
 TIMESTEPS = "Timesteps"  # timesteps applied
+DIVERGENCE = "VersionDivergence"  # the largest difference between the outputs of a bundle's two models
+# Where each request's state started, per model: State<Origin> for the model that answers (StateNew,
+# StateContinued, StateReset, StateReplayed, StateCaughtUp), Companion<...> for the bundle's other model
+# (CompanionStateWarmed while it learns a user's context, ...).
+ORIGIN_METRICS = {
+    origin: "State" + origin.title().replace("_", "")
+    for origin in ("new", "continued", "reset", "replayed", "caught_up", "warmed")
+}
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 # Routes that read (GET /model, /health, ...) emit no metric; that is expected, not worth a warning per request.
@@ -47,3 +57,20 @@ def traced(handler: Handler) -> Handler:
 
     wrapped: Handler = Tracer(service="carryover").capture_lambda_handler(handler, capture_response=False)
     return wrapped
+
+
+def count_origins(origins: Sequence[str]) -> None:
+    """One count per model of where its state started: the first answered, the others are its companions."""
+    for index, origin in enumerate(origins):
+        name = ORIGIN_METRICS[origin]
+        metrics.add_metric(name=name if index == 0 else f"Companion{name}", unit=MetricUnit.Count, value=1)
+
+
+def record_divergence(user_id: str, answered: Mapping[str, Any], companion: Mapping[str, Any]) -> None:
+    """How far the companion's outputs are from the answering model's on the same rows, when they are outputs of
+    the same names and shapes (a retrained model); the pair itself only at DEBUG."""
+    if set(answered) != set(companion) or any(np.shape(answered[n]) != np.shape(companion[n]) for n in answered):
+        return
+    largest = max(float(np.max(np.abs(np.asarray(answered[n]) - np.asarray(companion[n])))) for n in answered)
+    metrics.add_metric(name=DIVERGENCE, unit=MetricUnit.NoUnit, value=largest)
+    logger.debug("versions compared", extra={"user_id": user_id, "divergence": largest})

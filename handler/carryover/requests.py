@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from carryover.errors import InvalidJson, InvalidRequest
 from carryover.manifest import Manifest
+from carryover.store.item import digest
 
 # A user id is a path segment and a key: no "/", "%", space or other character that could reach another user's
 # state. "|" is in the subjects Auth0 issues ("auth0|64f..."); Cognito (a UUID), Okta ("00u..."), Entra ID
@@ -90,6 +91,12 @@ class PredictRequest(BaseModel):
     def canonical(self) -> bytes:
         """Equal for requests that mean the same, however their JSON was written (-0.0 is 0.0)."""
         return f"{self.array.shape}|{self.reset}|".encode() + (self.array + np.float32(0)).tobytes()
+
+    def fingerprints(self) -> frozenset[bytes]:
+        """The digests a record of this request may hold: of its canonical form, and of the form item format 1
+        recorded (the rows as sent, -0.0 kept)."""
+        legacy = f"{self.array.shape}|{self.reset}|".encode() + self.array.tobytes()
+        return frozenset({digest(self.canonical()), digest(legacy)})
 
 
 def _request_error(error: Any) -> InvalidRequest:

@@ -15,8 +15,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import absl.logging
 import keras
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from carryover.core.service import REPLY_LIMIT_BYTES
 from carryover.errors import UnsupportedModel
 from carryover.keras_model.read import content_hash
-from carryover.manifest import NAME_PATTERN, Manifest, Mode
+from carryover.manifest import NAME_PATTERN, Companion, CompanionRole, Manifest, Mode
 from carryover.modes import MODES, Graph, ServingMode
 from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, largest_item_bytes
 from layers.exporter import legacy
@@ -173,6 +174,19 @@ def write_bundle(source: Path, planned: Plan, staging: Path, on_step: Callable[[
     planned.manifest.write(staging)
 
 
+def _verified(source: Path, planned: Plan, staging: Path, sequences: int, on_sequence: Callable[[], None]) -> Any:
+    """Each engine, loaded from the staged bundle, against the Keras reference; raises ExportFailed if one differs."""
+    engines = [planned.mode.engine(engine, staging, planned.manifest) for engine in ENGINES]
+    results = verify(engines, planned.manifest, planned.model, planned.graph, sequences, on_sequence=on_sequence)
+    for engine, result in results.items():
+        if not result.passed:
+            raise ExportFailed(
+                f"{source}: the {engine} engine differs from Keras by {result.max_abs_diff:.3g} "
+                f"(tolerance {TOLERANCE}) over {result.sequences} chunked sequences"
+            )
+    return results
+
+
 def export(
     source: Path,
     out: Path,
@@ -182,25 +196,30 @@ def export(
     on_sequence: Callable[[], None] = _nothing,
     mode: Mode | None = None,
     window: int | None = None,
+    companion: Path | None = None,
+    role: CompanionRole = "next",
 ) -> Exported:
     """Writes a bundle for `source` to `out`; raises ExportFailed if it is unsupported or does not verify.
-    `on_step` hears each step's name as it starts, `on_sequence` each verified sequence."""
+    `companion` is a second model the bundle keeps beside it, under the same name (its `role`: the version a
+    rollout moves to, or the one it moves from). `on_step` hears each step's name as it starts, `on_sequence`
+    each verified sequence."""
     on_step("loading the model")
     planned = plan(source, name, mode, window)
+    kept = plan(companion, planned.manifest.name, None, None) if companion else None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:
         write_bundle(source, planned, staging, on_step)
-        on_step("loading both engines from the bundle")
-        engines = [planned.mode.engine(engine, staging, planned.manifest) for engine in ENGINES]
         on_step(f"verifying both engines against Keras on {sequences} chunked sequences")
-        results = verify(engines, planned.manifest, planned.model, planned.graph, sequences, on_sequence=on_sequence)
-        for engine, result in results.items():
-            if not result.passed:
-                raise ExportFailed(
-                    f"{source}: the {engine} engine differs from Keras by {result.max_abs_diff:.3g} "
-                    f"(tolerance {TOLERANCE}) over {result.sequences} chunked sequences"
-                )
+        results = _verified(source, planned, staging, sequences, on_sequence)
+        if kept is not None and companion is not None:
+            (staging / role).mkdir()
+            write_bundle(companion, kept, staging / role, on_step)
+            on_step(f"verifying the {role} model's engines on {sequences} chunked sequences")
+            _verified(companion, kept, staging / role, sequences, on_sequence)
+            planned = replace(planned, manifest=planned.manifest.model_copy(update={"companion": Companion(
+                role=role, directory=role)}))  # fmt: skip
+            planned.manifest.write(staging)
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
     finally:
@@ -235,15 +254,27 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=50, help="random chunked sequences to verify on")
     parser.add_argument("--mode", choices=list(MODES), help="default: chosen from the model (see README)")
     parser.add_argument("--window", type=int, help="window mode: the timesteps each answer is computed on")
+    kept = parser.add_mutually_exclusive_group()
+    kept.add_argument("--previous", type=Path, help="the model this one replaces, kept exact for a rollback")
+    kept.add_argument("--next", type=Path, help="the model a rollout moves to, warmed up while this one answers")
     args = parser.parse_args()
     absl.logging.set_verbosity(absl.logging.ERROR)  # the converter's deprecation notices say nothing to act on
     started, steps = time.perf_counter(), _Steps()
     print(f"exporting {args.model} into a verified bundle at {args.out}", flush=True)
-    with tqdm(total=args.sequences, unit="sequence", leave=False, delay=0.5, desc="    verified") as bar:
+    with tqdm(
+        total=args.sequences * (2 if args.previous or args.next else 1),
+        unit="sequence",
+        leave=False,
+        delay=0.5,
+        desc="    verified",
+    ) as bar:
         try:
+            role: CompanionRole = "previous" if args.previous else "next"
+            companion = args.previous or args.next
             exported = export(
-                args.model, args.out, args.name, args.sequences, steps, lambda: bar.update(), args.mode, args.window
-            )
+                args.model, args.out, args.name, args.sequences, steps, lambda: bar.update(), args.mode, args.window,
+                companion, role,
+            )  # fmt: skip
         except ExportFailed as error:
             bar.close()
             sys.exit(f"export failed: {error}")

@@ -36,6 +36,7 @@ from layers.exporter.export import export
 from tests.benchmarks import local_api as local
 from tests.benchmarks import report
 from tests.benchmarks.cold_start import cold_start_313
+from tests.benchmarks.deploy import USERS, simulate
 from tests.benchmarks.peer.torchserve import available
 from tests.benchmarks.startup import startup_with_users
 from tests.clients import HandlerClient
@@ -392,6 +393,24 @@ def many_users(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
+def shipping(args: argparse.Namespace, client: Any) -> None:
+    phases = simulate(args.bundle, client, "bench-deploy", rounds=4, say=report.step)
+    report.table(
+        ["phase", "requests", "resets", "resets of users the warm-up saw", "lost or doubled steps", "WCU p50 / max"],
+        [
+            [p.name, p.requests, p.resets, p.resets_of_warmed, p.lost_or_doubled,
+             f"{statistics.median(p.units):.0f} / {max(p.units)}"]
+            for p in phases
+        ],
+    )  # fmt: skip
+    before = statistics.median(phases[0].units)
+    during = max(statistics.median(p.units) for p in phases[1:-1])
+    report.figure(
+        "WCU during / before", f"{during / before:.2f}",
+        f"{USERS} users, 1-row requests: a bundle keeping two versions writes both states in the one item",
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
@@ -417,6 +436,8 @@ def main() -> None:
         many_users(args)
         report.section("Cold start", "a fresh process to its first answered request, tracing off")
         cold_starts(args, dynamodb.endpoint)
+        report.section("Shipping a retrained model", "the README's runbook, simulated on a DynamoDB over HTTP")
+        shipping(args, client)
         report.section("Window mode", "a model trained on windows of 30 rows (LSTM 128, 20 features)")
         report.step("exporting it, then each engine and model.predict on a 10-row request")
         window = window_compute()

@@ -57,8 +57,8 @@ store = SQLiteStateStore(Path(path), model, Lifetimes(state_ttl=timedelta(days=3
 opened = time.perf_counter()
 read = store.load(user)
 loaded = time.perf_counter()
-steps = getattr(getattr(read, "state", None), "steps", 0)
-store.save(user, Write(UserState(version, bytes(blob_bytes), steps + 1, now())), read)
+steps = getattr(getattr(read, "state", None), "stream", 0)
+store.save(user, Write(UserState.of_one(version, bytes(blob_bytes), steps + 1, now())), read)
 saved = time.perf_counter()
 store.close()
 print(json.dumps({"open": opened - start, "first load": loaded - opened, "first save": saved - loaded,
@@ -74,7 +74,7 @@ def demo_item(bundle: Path = DEMO_BUNDLE, writes: int = HISTORY + 4) -> Item:
     now = datetime.now(UTC)
     read: Stored = Absent()
     for step in range(1, writes + 1):
-        state = UserState(manifest.version, values.tobytes(), step * 3, now)
+        state = UserState.of_one(manifest.version, values.tobytes(), step * 3, now)
         written = successor(read, Write(state), os.urandom(WRITE_ID_BYTES), now, Lifetimes(STATE_TTL))
         read = written
     return encode(item_key("demo", manifest.name), written)

@@ -34,7 +34,7 @@ KEY = item_key("ada", "model")
 
 
 def state(steps: int = 3, reply: Reply | None = None) -> UserState:
-    return UserState("v1", b"\x00" * 16, steps, NOW, reply)
+    return UserState.of_one("v1", b"\x00" * 16, steps, NOW, reply)
 
 
 def key(index: int, at: datetime = NOW) -> KeyRecord:

@@ -55,6 +55,7 @@ def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
     assert set(item) == {
         "user_id",
         "model",
+        "format",
         "model_version",
         "state",
         "steps",
@@ -63,7 +64,7 @@ def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
         "updated_at",
         "expires_at",
     }
-    assert len(item["writes"]["B"]) == 8
+    assert item["format"]["N"] == "3" and len(item["writes"]["B"]) == 8
     assert (item["steps"]["N"], item["revision"]["N"]) == ("3", "1")
     manifest = served["seed"].manifest
     assert len(item["state"]["B"]) == manifest.state_bytes == 2 * 320 * 4

@@ -8,7 +8,12 @@ from carryover.store.item import KeyRecord, Live, Reply, Stored
 
 
 def earlier_reply(
-    request_key: str, record: KeyRecord, known: tuple[KeyRecord, ...], stored: Stored, model_version: str
+    request_key: str,
+    record: KeyRecord,
+    known: tuple[KeyRecord, ...],
+    stored: Stored,
+    model_version: str,
+    fingerprints: frozenset[bytes],
 ) -> Reply | None:
     """The reply recorded for this key by this model version; None for a key not seen within the window.
     Raises when the key was used with another request, or its request was applied and its reply is no longer
@@ -16,7 +21,7 @@ def earlier_reply(
     earlier = next((seen for seen in known if seen.key == record.key), None)
     if earlier is None:
         return None
-    if earlier.fingerprint != record.fingerprint:
+    if earlier.fingerprint not in fingerprints:  # the request's digests, as each format recorded them
         raise IdempotencyKeyReused(f"Idempotency-Key {request_key!r} was used with another request body")
     reply = stored.state.reply if isinstance(stored, Live) else None
     if reply is None or reply.key != record.key or reply.model_version != model_version:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
-from carryover.store.item import StateOrigin
+from carryover.store.item import StateOrigin, VersionReport
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,18 @@ class Prediction:
     origin: StateOrigin
     rows: int  # the request's timesteps
     replayed: bool = False
+    others: tuple[VersionReport, ...] = ()  # the bundle's other model: where its state started, its steps
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """A model version's state for the user: the rows it has seen, whether that is every row of the stream
+    (complete), and whether it is current."""
+
+    version: str
+    steps: int
+    complete: bool
+    current: bool
 
 
 @dataclass(frozen=True)
@@ -30,3 +42,4 @@ class StateView:
     steps: int
     updated_at: datetime
     expires_at: datetime
+    versions: tuple[VersionView, ...]

@@ -1,8 +1,9 @@
 """The service: a user's rows applied once on top of their saved state, their state read and erased.
 
 `predict` plans each attempt from the item it read: the answer an earlier request with the same key got (a
-replay), or the write that applies the request; `ConditionalWriter` retries that until it lands. Why this
-applies a request exactly once is written down in `store/item.py`.
+replay), or the write that applies the request to every model of the bundle, each from its own state (`start`),
+the first one answering; `ConditionalWriter` retries that until it lands. Why this applies a request exactly
+once is written down in `store/item.py`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,27 @@ from functools import partial
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 
+from carryover.bundle import ModelBundle
 from carryover.core.idempotency import earlier_reply
-from carryover.core.results import Prediction, StateView
-from carryover.core.start import IncompatiblePolicy, start
+from carryover.core.results import Prediction, StateView, VersionView
+from carryover.core.start import Beginning, IncompatiblePolicy, begin
 from carryover.core.writes import ConditionalWriter, Planned
-from carryover.engine import Engine
-from carryover.errors import AlreadyApplied, NotFound, StateIncompatible, Unprocessable
-from carryover.manifest import Manifest
-from carryover.observability import TIMESTEPS, logger, metrics
+from carryover.engine import EngineResult
+from carryover.errors import AlreadyApplied, ItemFormatUnsupported, NotFound, StateIncompatible, Unprocessable
+from carryover.observability import TIMESTEPS, count_origins, logger, metrics, record_divergence
 from carryover.requests import PredictRequest
 from carryover.store import StateStore
 from carryover.store.item import (
     KeyRecord,
     KeyWindow,
     Live,
+    ModelState,
     Reply,
     Stored,
     Unreadable,
+    Unsupported,
     UserState,
+    VersionReport,
     Write,
     digest,
     needs_tombstone,
@@ -42,24 +46,30 @@ Clock = Callable[[], datetime]
 REPLY_LIMIT_BYTES = 64 * 1024  # the outputs a keyed request may record for its replay
 
 
+def _finite(result: EngineResult) -> bool:
+    return all(np.isfinite(values).all() for values in (*result.outputs.values(), *result.state))
+
+
 class PredictionService:
     def __init__(
         self,
-        manifest: Manifest,
-        engine: Engine,
+        bundle: ModelBundle,
         store: StateStore,
         clock: Clock,
         conflict_retries: int,
         on_incompatible: IncompatiblePolicy = "reset",
         keys: KeyWindow | None = None,
+        history_rows: int = 0,
     ) -> None:
-        self.manifest = manifest
-        self.engine = engine
+        self.bundle = bundle
+        self.manifest, self.engine = bundle.manifest, bundle.engine
+        self._models = bundle.models
         self._store = store
         self._writer = ConditionalWriter(store, conflict_retries)
         self._clock = clock
         self._on_incompatible = on_incompatible
         self._keys = keys or KeyWindow()
+        self._history_rows = history_rows
 
     def predict(
         self, user_id: str, request: PredictRequest, request_key: str | None = None, deadline: float = float("inf")
@@ -81,38 +91,63 @@ class PredictionService:
         """One attempt from what was read: a replay of an earlier answer, or the write that applies the request."""
         if request_key is not None and record is not None:
             known = remembered_keys(stored, self._clock(), self._keys)
-            reply = earlier_reply(request_key, record, known, stored, self.manifest.version)
+            reply = earlier_reply(request_key, record, known, stored, self.manifest.version, request.fingerprints())
             if reply is not None:
                 return Planned(None, self._replayed(user_id, reply))
-        begin = start(user_id, stored, request.reset, self.manifest, self._on_incompatible)
-        result = self.engine.run(request.array, begin.state)
-        if not all(np.isfinite(values).all() for values in (*result.outputs.values(), *result.state)):
+        beginning = begin(user_id, stored, request.reset, self._models, self._on_incompatible)
+        results = [
+            model.engine.run(request.array, start.state)
+            for model, start in zip(self._models, beginning.starts, strict=True)
+        ]
+        if not all(_finite(result) for result in results):
             raise Unprocessable(
                 "inputs: the model gives non-finite outputs or state for these values (too large for it?); "
                 "nothing was saved"
             )
-        rows = len(request.inputs)
-        prediction = Prediction(
-            user_id=user_id,
-            model_version=self.manifest.version,
-            outputs={name: np.asarray(values, dtype=np.float32) for name, values in result.outputs.items()},
-            steps=begin.steps + rows,
-            origin=begin.origin,
-            rows=rows,
-        )
+        prediction = self._prediction(user_id, beginning, results, len(request.inputs))
         reply = None
         if record is not None:  # only a keyed answer is recorded, packed, for its replay
             outputs = self.manifest.pack_outputs(prediction.outputs)
-            reply = Reply(record.key, self.manifest.version, prediction.steps, begin.origin, rows, outputs)
-        blob = self.manifest.pack_state(result.state)
-        state = UserState(self.manifest.version, blob, prediction.steps, self._clock(), reply)
+            reply = Reply(record.key, self.manifest.version, prediction.steps, prediction.origin, prediction.rows,
+                          outputs, prediction.others)  # fmt: skip
+        state = self._state(beginning, results, request.array, prediction.steps, reply)
         return Planned(Write(state, key=record), prediction)
+
+    def _prediction(self, user_id: str, beginning: Beginning, results: list[EngineResult], rows: int) -> Prediction:
+        stream = beginning.stream + rows
+        others = tuple(
+            VersionReport(model.manifest.version, model.role, start.origin, stream - start.since)
+            for model, start in zip(self._models[1:], beginning.starts[1:], strict=True)
+        )
+        count_origins([start.origin for start in beginning.starts])
+        if len(results) > 1:
+            record_divergence(user_id, results[0].outputs, results[1].outputs)
+        outputs = {name: np.asarray(values, dtype=np.float32) for name, values in results[0].outputs.items()}
+        origin = beginning.starts[0].origin
+        return Prediction(user_id, self.manifest.version, outputs, stream, origin, rows, others=others)
+
+    def _state(
+        self, beginning: Beginning, results: list[EngineResult], rows: np.ndarray, stream: int, reply: Reply | None
+    ) -> UserState:
+        """What the write leaves: every model's new state, current at the new stream position; the kept rows;
+        and the states of versions outside the bundle that those rows can still catch up."""
+        history = np.concatenate([beginning.history, rows])[-self._history_rows :] if self._history_rows else rows[:0]
+        models = tuple(
+            ModelState(model.manifest.version, model.manifest.pack_state(result.state), start.since, stream,
+                       model.manifest.state_kind)
+            for model, start, result in zip(self._models, beginning.starts, results, strict=True)
+        )  # fmt: skip
+        kept = tuple(other for other in beginning.others if 0 < stream - other.at <= len(history))
+        history_blob = history.astype(np.float32).tobytes() if self._history_rows else b""
+        return UserState(stream, models + kept, self._clock(), reply, history_blob)
 
     def _replayed(self, user_id: str, reply: Reply) -> Prediction:
         outputs = self.manifest.unpack_outputs(reply.outputs, reply.rows)
         if outputs is None:
             raise AlreadyApplied(f"user {user_id!r}: the recorded response does not fit this model")
-        return Prediction(user_id, reply.model_version, outputs, reply.steps, reply.origin, reply.rows, replayed=True)
+        return Prediction(
+            user_id, reply.model_version, outputs, reply.steps, reply.origin, reply.rows, True, reply.others
+        )
 
     def _check_reply_fits(self, rows: int) -> None:
         if self.manifest.output_values(rows) * 4 > REPLY_LIMIT_BYTES:
@@ -129,17 +164,30 @@ class PredictionService:
     def state(self, user_id: str) -> StateView:
         match self._store.load(user_id):
             case Live(state=saved, expires_at=expires_at):
-                return StateView(user_id, saved.model_version, saved.steps, saved.updated_at, expires_at)
+                versions = tuple(
+                    VersionView(model.version, model.steps, model.since == 0, model.at == saved.stream)
+                    for model in saved.models
+                )
+                answering = saved.answering
+                return StateView(user_id, answering.version, saved.stream, saved.updated_at, expires_at, versions)
             case Unreadable():
                 raise StateIncompatible(f"user {user_id!r}: the saved state cannot be read")
+            case Unsupported(format=found):
+                raise ItemFormatUnsupported(
+                    f"user {user_id!r}: the saved state is of item format {found}: retry shortly"
+                )
             case _:
                 raise NotFound(f"user {user_id!r} has no saved state for model {self.manifest.name!r}")
 
     def delete(self, user_id: str) -> None:
-        """Erases the user's state, keeping what recognises a retry of an earlier request (see `store/item.py`)."""
-        self._writer.apply(
-            user_id, lambda stored: Planned(Write(state=None) if needs_tombstone(stored) else None, None)
-        )
+        """Erases the user's state, keeping what recognises a retry of an earlier request (see `store/item.py`).
+        An item of a newer format is left as it is."""
+        self._writer.apply(user_id, lambda stored: Planned(self._erasure(user_id, stored), None))
+
+    def _erasure(self, user_id: str, stored: Stored) -> Write | None:
+        if isinstance(stored, Unsupported):
+            raise ItemFormatUnsupported(f"user {user_id!r}: the saved state is of item format {stored.format}")
+        return Write(state=None) if needs_tombstone(stored) else None
 
     def health(self) -> None:
         """The model is loaded (or this service would not exist); the store answers a read."""

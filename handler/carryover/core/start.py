@@ -1,17 +1,25 @@
-"""Where a request's state starts: zeros for a new user or on reset, the saved state when it fits the model,
-otherwise reset (or refused, with STATE_ON_INCOMPATIBLE=reject)."""
+"""Where each of a bundle's models starts for a request, from what the user's item holds.
+
+A model continues its saved state when it is current; catches it up when it missed rows the kept history still
+holds (`caught_up`); otherwise, with a history, derives its state by running from zero over the kept rows
+(`replayed`). With none of these, the model that answers resets the user (or, with STATE_ON_INCOMPATIBLE=reject,
+refuses), and a companion starts from zero where the stream stands (`warmed`): its state is then not complete,
+and says so (`since` > 0), never passing for one that saw every row.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from carryover.errors import StateIncompatible
-from carryover.manifest import Manifest
+from carryover.bundle import ServedModel
+from carryover.errors import ItemFormatUnsupported, StateIncompatible, Unprocessable
+from carryover.manifest import STATE_DTYPE
 from carryover.observability import logger
-from carryover.store.item import Live, StateOrigin, Stored, Unreadable
+from carryover.store.item import FORMAT, Live, ModelState, StateOrigin, Stored, Unreadable, Unsupported, UserState
 
 IncompatiblePolicy = Literal["reset", "reject"]
 
@@ -19,26 +27,98 @@ IncompatiblePolicy = Literal["reset", "reject"]
 @dataclass(frozen=True)
 class Start:
     state: list[np.ndarray]
-    steps: int
+    since: int  # the stream position the state began at (0: it has seen every row)
     origin: StateOrigin
 
 
-def start(user_id: str, stored: Stored, reset: bool, manifest: Manifest, policy: IncompatiblePolicy) -> Start:
-    match stored:
-        case Live() | Unreadable() if reset:
-            return Start(manifest.zero_state(), 0, "reset")
-        case Live(state=saved) if saved.model_version == manifest.version:
-            state = manifest.unpack_state(saved.blob)
-            if state is not None:
-                return Start(state, saved.steps, "continued")
-        case Live() | Unreadable():
-            pass
-        case _:  # absent, a tombstone, expired
-            return Start(manifest.zero_state(), 0, "new")
+@dataclass(frozen=True)
+class Beginning:
+    """Where a request starts: the user's stream position, each model's start (in the bundle's order), the rows
+    kept, and the states of versions outside the bundle."""
+
+    stream: int
+    starts: tuple[Start, ...]
+    history: np.ndarray  # (rows, features), the kept rows ending at `stream`
+    others: tuple[ModelState, ...] = ()
+
+
+def run(model: ServedModel, rows: np.ndarray, state: list[np.ndarray]) -> list[np.ndarray]:
+    """The state `model` reaches over `rows` from `state`."""
+    reached = model.engine.run(rows, state).state
+    if not all(np.isfinite(tensor).all() for tensor in reached):
+        raise Unprocessable("the kept rows make the model give a non-finite state; nothing was saved")
+    return reached
+
+
+def _history(state: UserState, features: int) -> np.ndarray:
+    rows = np.frombuffer(state.history, dtype=STATE_DTYPE)
+    if not len(rows) or len(rows) % features:
+        return np.zeros((0, features), np.float32)
+    return rows.reshape(-1, features).astype(np.float32)
+
+
+def _resume(model: ServedModel, state: UserState, history: np.ndarray) -> Start | None:
+    """The model's start from the item, if it can have one without resetting the user."""
+    manifest = model.manifest
+    entry = state.of(manifest.version, manifest.state_kind)
+    saved = manifest.unpack_state(entry.blob) if entry is not None else None
+    if entry is not None and saved is not None:
+        gap = state.stream - entry.at
+        if gap == 0:
+            return Start(saved, entry.since, "continued")
+        if 0 < gap <= len(history):
+            return Start(run(model, history[-gap:], saved), entry.since, "caught_up")
+    if len(history) and history.shape[1] == manifest.input.features:
+        return Start(run(model, history, manifest.zero_state()), state.stream - len(history), "replayed")
+    return None
+
+
+def _afresh(models: Sequence[ServedModel], origin: StateOrigin, features: int) -> Beginning:
+    starts = tuple(Start(model.manifest.zero_state(), 0, origin) for model in models)
+    return Beginning(0, starts, np.zeros((0, features), np.float32))
+
+
+def _incompatible(user_id: str, models: Sequence[ServedModel], policy: IncompatiblePolicy, why: str) -> Beginning:
+    manifest = models[0].manifest
     if policy == "reject":
         raise StateIncompatible(
             f"user {user_id!r}: the saved state does not fit model {manifest.name} {manifest.version}; "
             'send "reset": true to start over'
         )
-    logger.info("incompatible state reset", extra={"user_id": user_id, "readable": not isinstance(stored, Unreadable)})
-    return Start(manifest.zero_state(), 0, "reset")
+    logger.info("incompatible state reset", extra={"user_id": user_id, "why": why})
+    return _afresh(models, "reset", manifest.input.features)
+
+
+def begin(
+    user_id: str, stored: Stored, reset: bool, models: Sequence[ServedModel], policy: IncompatiblePolicy
+) -> Beginning:
+    features = models[0].manifest.input.features
+    match stored:
+        case Unsupported(format=found):
+            logger.warning("item of a newer format", extra={"user_id": user_id, "format": found})
+            raise ItemFormatUnsupported(
+                f"user {user_id!r}: the saved state is of item format {found}, written by a newer release; this one "
+                f"reads formats up to {FORMAT} and leaves it as it is: retry shortly"
+            )
+        case Live() | Unreadable() if reset:
+            return _afresh(models, "reset", features)
+        case Unreadable():
+            return _incompatible(user_id, models, policy, "unreadable")
+        case Live(state=state):
+            return _continued(user_id, state, models, policy)
+    return _afresh(models, "new", features)  # absent, a tombstone, expired
+
+
+def _continued(user_id: str, state: UserState, models: Sequence[ServedModel], policy: IncompatiblePolicy) -> Beginning:
+    history = _history(state, models[0].manifest.input.features)
+    starts = [_resume(model, state, history) for model in models]
+    answering = starts[0]
+    if answering is None:
+        return _incompatible(user_id, models, policy, f"no state of version {models[0].manifest.version}")
+    kept = tuple(
+        start if start is not None else Start(model.manifest.zero_state(), state.stream, "warmed")
+        for model, start in zip(models, starts, strict=True)
+    )
+    served = {model.manifest.version for model in models}
+    others = tuple(model for model in state.models if model.version not in served)
+    return Beginning(state.stream, (answering, *kept[1:]), history, others)

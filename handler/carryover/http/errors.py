@@ -24,6 +24,7 @@ STATUS = {
     "headers_too_large": 431,
     "internal_error": 500,
     "store_unavailable": 503,
+    "item_format_unsupported": 503,
 }
 _WHERE_IT_STANDS = "GET /users/{user_id}/state shows where the state stands"
 HINTS = {"already_applied": _WHERE_IT_STANDS, "outcome_unknown": _WHERE_IT_STANDS}
@@ -69,7 +70,7 @@ def status(error: ServiceError) -> int:
 def headers(error: ServiceError) -> dict[str, str]:
     if isinstance(error, MethodNotAllowed):
         return {"Allow": ", ".join(error.allowed)}
-    if error.code == "store_unavailable":
+    if STATUS[error.code] == 503:
         return {"Retry-After": str(RETRY_AFTER_S)}
     return {}
 

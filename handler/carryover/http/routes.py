@@ -70,7 +70,7 @@ class Handlers:
     def __init__(self, service: PredictionService, settings: Settings, engine: str) -> None:
         self._service, self._settings = service, settings
         self._manifest = service.manifest
-        self._model = ModelResponse.of(service.manifest, engine)
+        self._model = ModelResponse.of(service.bundle, engine)
         self._health = HealthResponse.of(service.manifest, engine)
 
     def _caller(self, call: Call) -> str:

@@ -7,10 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from carryover.bundle import ModelBundle
 from carryover.core.results import Prediction, StateView
 from carryover.manifest import Manifest, Mode, OutputSpec, StateSpec
 from carryover.modes import mode_of
-from carryover.store.item import StateOrigin
+from carryover.store.item import Role, StateOrigin
 
 
 class _Response(BaseModel):
@@ -22,6 +23,15 @@ class ModelRef(_Response):
     version: str
 
 
+class OtherVersion(_Response):
+    """The bundle's other model, run on the same rows: where its state started, and the rows it has seen."""
+
+    version: str
+    role: Role
+    state: StateOrigin
+    steps: int
+
+
 class PredictResponse(_Response):
     user_id: str
     model: ModelRef
@@ -29,6 +39,17 @@ class PredictResponse(_Response):
     steps: int
     state: StateOrigin
     real_rows: list[int] | None = None  # window mode: how many rows of each timestep's window were the user's
+    versions: list[OtherVersion] | None = None  # a bundle with a companion model
+
+
+class VersionState(_Response):
+    """A model version's saved state: the rows it has seen; complete when that is every row of the user's stream
+    (a version that began later is still learning the user's context), current when it is up to date."""
+
+    version: str
+    steps: int
+    complete: bool
+    current: bool
 
 
 class StateResponse(_Response):
@@ -37,6 +58,7 @@ class StateResponse(_Response):
     steps: int
     updated_at: datetime
     expires_at: datetime
+    versions: list[VersionState]
 
 
 class ModelInput(_Response):
@@ -57,6 +79,13 @@ class ModelState(_Response):
         return cls(layer=spec.layer, kind=spec.kind, tensors=spec.tensors, shapes=spec.shapes)
 
 
+class BundleModel(_Response):
+    role: Role
+    version: str
+    mode: Mode
+    window: int | None
+
+
 class ModelResponse(_Response):
     name: str
     version: str
@@ -66,9 +95,15 @@ class ModelResponse(_Response):
     input: ModelInput
     outputs: tuple[OutputSpec, ...]
     states: list[ModelState]
+    models: list[BundleModel]  # every model of the bundle: the one that answers, and its companion if any
 
     @classmethod
-    def of(cls, manifest: Manifest, engine: str) -> ModelResponse:
+    def of(cls, bundle: ModelBundle, engine: str) -> ModelResponse:
+        manifest = bundle.manifest
+        models = [
+            BundleModel(role=m.role, version=m.manifest.version, mode=m.manifest.mode, window=m.manifest.window)
+            for m in bundle.models
+        ]
         return cls(
             name=manifest.name,
             version=manifest.version,
@@ -83,6 +118,7 @@ class ModelResponse(_Response):
             ),
             outputs=manifest.outputs,
             states=[ModelState.of(spec) for spec in manifest.states],
+            models=models,
         )
 
 
@@ -109,6 +145,11 @@ def prediction_body(prediction: Prediction, manifest: Manifest) -> str:
         steps=prediction.steps,
         state=prediction.origin,
         real_rows=mode_of(manifest).real_rows(prediction.steps, prediction.rows, manifest),
+        versions=[
+            OtherVersion(version=other.version, role=other.role, state=other.origin, steps=other.steps)
+            for other in prediction.others
+        ]
+        or None,
     ).model_dump_json(exclude_none=True)
 
 
@@ -119,4 +160,8 @@ def state_body(view: StateView, manifest: Manifest) -> StateResponse:
         steps=view.steps,
         updated_at=view.updated_at,
         expires_at=view.expires_at,
+        versions=[
+            VersionState(version=v.version, steps=v.steps, complete=v.complete, current=v.current)
+            for v in view.versions
+        ],
     )

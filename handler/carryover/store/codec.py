@@ -13,6 +13,7 @@ from typing import Any, get_args
 
 from carryover.store.item import (
     DIGEST_BYTES,
+    FORMAT,
     WRITE_ID_BYTES,
     Absent,
     Attribute,
@@ -20,22 +21,28 @@ from carryover.store.item import (
     Item,
     KeyRecord,
     Live,
+    ModelState,
     Reply,
+    Role,
     StateOrigin,
     Stored,
     Tombstone,
     Unreadable,
+    Unsupported,
     UserState,
+    VersionReport,
     Written,
+    digest,
 )
 
 PARTITION_KEY = "user_id"
 SORT_KEY = "model"
 TTL_ATTRIBUTE = "expires_at"
-GUARD_ATTRIBUTES = ("revision", "writes")
+GUARD_ATTRIBUTES = ("revision", "writes", "write_id")  # write_id: format 1's single write id
 MAX_COUNT = 2**53  # steps and revisions beyond this are damage, not data
 _KEY_RECORD = struct.Struct(f"<{DIGEST_BYTES}s{DIGEST_BYTES}sI")  # key digest, request fingerprint, epoch seconds
 _ORIGINS: tuple[StateOrigin, ...] = get_args(StateOrigin)
+_ROLES: tuple[Role, ...] = get_args(Role)
 
 
 def item_key(user_id: str, model: str) -> Item:
@@ -74,37 +81,86 @@ def _unpack_keys(blob: bytes) -> tuple[KeyRecord, ...]:
     )
 
 
+def _encode_report(report: VersionReport) -> Attribute:
+    fields = {"v": {"S": report.version}, "r": {"S": report.role}, "o": {"S": report.origin}}
+    return {"M": fields | {"n": {"N": str(report.steps)}}}
+
+
+def _parse_report(attribute: Attribute) -> VersionReport:
+    fields = attribute["M"]
+    role, origin = fields["r"]["S"], _origin(fields["o"]["S"])
+    if role not in _ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    return VersionReport(version=fields["v"]["S"], role=role, origin=origin, steps=_count(fields["n"]))
+
+
+def _origin(value: str) -> StateOrigin:
+    if value not in _ORIGINS:
+        raise ValueError(f"unknown origin {value!r}")
+    origin: StateOrigin = value
+    return origin
+
+
 def _encode_reply(reply: Reply) -> Attribute:
-    return {
-        "M": {
-            "k": {"B": reply.key},
-            "v": {"S": reply.model_version},
-            "s": {"N": str(reply.steps)},
-            "o": {"S": reply.origin},
-            "n": {"N": str(reply.rows)},
-            "y": {"B": reply.outputs},
-        }
+    fields: dict[str, Attribute] = {
+        "k": {"B": reply.key},
+        "v": {"S": reply.model_version},
+        "s": {"N": str(reply.steps)},
+        "o": {"S": reply.origin},
+        "n": {"N": str(reply.rows)},
+        "y": {"B": reply.outputs},
     }
+    if reply.others:
+        fields["c"] = {"L": [_encode_report(report) for report in reply.others]}
+    return {"M": fields}
 
 
 def _parse_reply(attribute: Attribute) -> Reply:
     fields = attribute["M"]
-    origin = fields["o"]["S"]
-    if origin not in _ORIGINS:
-        raise ValueError(f"unknown origin {origin!r}")
     return Reply(
         key=bytes(fields["k"]["B"]),
         model_version=fields["v"]["S"],
         steps=_count(fields["s"]),
-        origin=origin,
+        origin=_origin(fields["o"]["S"]),
         rows=_count(fields["n"]),
         outputs=bytes(fields["y"]["B"]),
+        others=tuple(_parse_report(report) for report in fields["c"]["L"]) if "c" in fields else (),
     )
 
 
+def _encode_state(state: UserState) -> Item:
+    answering = state.answering
+    if answering.at != state.stream:
+        raise ValueError("the answering model's state must be current")
+    encoded: Item = {
+        "model_version": {"S": answering.version},
+        "state": {"B": answering.blob},
+        "steps": {"N": str(state.stream)},
+        "updated_at": {"S": state.updated_at.isoformat()},
+    }
+    if answering.since:
+        encoded["since"] = {"N": str(answering.since)}
+    if answering.kind:
+        encoded["kind"] = {"S": answering.kind}
+    others = {model.version: _encode_other(model) for model in state.models[1:]}
+    if others:
+        encoded["versions"] = {"M": others}
+    if state.history:
+        encoded["history"] = {"B": state.history}
+    if state.reply is not None:
+        encoded["reply"] = _encode_reply(state.reply)
+    return encoded
+
+
+def _encode_other(model: ModelState) -> Attribute:
+    fields: dict[str, Attribute] = {"s": {"B": model.blob}, "b": {"N": str(model.since)}, "a": {"N": str(model.at)}}
+    return {"M": fields | ({"k": {"S": model.kind}} if model.kind else {})}
+
+
 def encode(key: Item, item: Written) -> Item:
-    """The attributes a store keeps for `item` under `key`."""
+    """The attributes a store keeps for `item` under `key`, in this release's format."""
     encoded: Item = key | {
+        "format": {"N": str(FORMAT)},
         "revision": {"N": str(item.revision)},
         "writes": {"B": b"".join(item.writes)},
         TTL_ATTRIBUTE: {"N": str(epoch(item.expires_at))},
@@ -112,43 +168,89 @@ def encode(key: Item, item: Written) -> Item:
     if item.keys:
         encoded["keys"] = {"B": pack_keys(item.keys)}
     if isinstance(item, Tombstone):
-        encoded["deleted"] = {"BOOL": True}
-        return encoded
-    encoded |= {
-        "model_version": {"S": item.state.model_version},
-        "state": {"B": item.state.blob},
-        "steps": {"N": str(item.state.steps)},
-        "updated_at": {"S": item.state.updated_at.isoformat()},
-    }
-    if item.state.reply is not None:
-        encoded["reply"] = _encode_reply(item.state.reply)
-    return encoded
+        return encoded | {"deleted": {"BOOL": True}}
+    return encoded | _encode_state(item.state)
+
+
+def _parse_models(item: Item, stream: int) -> tuple[ModelState, ...]:
+    answering = ModelState(
+        version=item["model_version"]["S"],
+        blob=bytes(item["state"]["B"]),
+        since=_count(item["since"]) if "since" in item else 0,
+        at=stream,
+        kind=item["kind"]["S"] if "kind" in item else None,
+    )
+    others = [
+        ModelState(
+            version=version,
+            blob=bytes(fields["M"]["s"]["B"]),
+            since=_count(fields["M"]["b"]),
+            at=_count(fields["M"]["a"]),
+            kind=fields["M"]["k"]["S"] if "k" in fields["M"] else None,
+        )
+        for version, fields in item.get("versions", {}).get("M", {}).items()
+    ]
+    return (answering, *others)
 
 
 def _parse_state(item: Item) -> UserState:
     updated_at = datetime.fromisoformat(item["updated_at"]["S"])
     if updated_at.tzinfo is None:
         raise ValueError("updated_at without a time zone")
+    stream = _count(item["steps"])
     return UserState(
-        model_version=item["model_version"]["S"],
-        blob=bytes(item["state"]["B"]),
-        steps=_count(item["steps"]),
+        stream=stream,
+        models=_parse_models(item, stream),
         updated_at=updated_at,
         reply=_parse_reply(item["reply"]) if "reply" in item else None,
+        history=bytes(item["history"]["B"]) if "history" in item else b"",
     )
 
 
+def _receipts(item: Item) -> tuple[KeyRecord, ...]:
+    """Format 1's idempotency receipts (key -> {h: SHA-256 of the request, hex; t: epoch seconds}) as key records:
+    a retry of a request an earlier release applied is recognised. Their responses are not replayed."""
+    records = [
+        KeyRecord(
+            digest(key), bytes.fromhex(fields["M"]["h"]["S"])[:DIGEST_BYTES], _from_epoch(int(fields["M"]["t"]["N"]))
+        )
+        for key, fields in item["receipts"]["M"].items()
+    ]
+    return tuple(sorted(records, key=lambda record: record.at, reverse=True))
+
+
+def _format(item: Item) -> int:
+    """The item's format: its own number, or the one its attributes show (earlier releases wrote none)."""
+    if "format" in item:
+        return _count(item["format"])
+    return 2 if "writes" in item else 1
+
+
+def _history_fields(item: Item) -> tuple[tuple[bytes, ...], tuple[KeyRecord, ...]]:
+    """Write ids and request keys, as formats 2-3 (`writes`, `keys`) or format 1 (`write_id`, `receipts`) hold them."""
+    if "writes" in item:
+        keys = _unpack_keys(bytes(item["keys"]["B"])) if "keys" in item else ()
+        return tuple(_chunks(bytes(item["writes"]["B"]), WRITE_ID_BYTES)), keys
+    if item["write_id"]["S"] == "":
+        raise ValueError("no write id")
+    return (), _receipts(item) if "receipts" in item else ()
+
+
 def parse(item: Item | None, now: datetime) -> Stored:
-    """The named state of what a store holds (None: nothing). Never raises: any damage (missing, mistyped or
-    absurd values) gives Unreadable."""
+    """The named state of what a store holds (None: nothing), whichever release wrote it. Never raises: any damage
+    (missing, mistyped or absurd values) gives Unreadable."""
     if item is None:
         return Absent()
     guard = {name: item[name] for name in GUARD_ATTRIBUTES if name in item}
     try:
+        found = _format(item)
+        if found > FORMAT:
+            return Unsupported(found, guard)
+        writes, keys = _history_fields(item)
         fields: dict[str, Any] = {
             "revision": _count(item["revision"]),
-            "writes": tuple(_chunks(bytes(item["writes"]["B"]), WRITE_ID_BYTES)),
-            "keys": _unpack_keys(bytes(item["keys"]["B"])) if "keys" in item else (),
+            "writes": writes,
+            "keys": keys,
             "expires_at": _from_epoch(int(item[TTL_ATTRIBUTE]["N"])),
             "guard": guard,
         }

@@ -1,27 +1,44 @@
-"""The item that holds one user's state for one model: its named states, what one write puts in it, and the
-rules that need no I/O. `codec.py` turns it into DynamoDB attributes and back; every store keeps those.
+"""The item that holds one user's state for one model name: its named states, what one write puts in it, and
+the rules that need no I/O. `codec.py` turns it into DynamoDB attributes and back; every store keeps those.
 
-One item per (user, model name). Attributes:
+One item per (user, model name). Attributes of format 3 (this release):
   user_id (S, partition key), model (S, sort key)
+  format (N)         3. Absent in the items of earlier releases: 2 when `writes` is there, 1 when `write_id` is
   revision (N)       +1 on every write, never reset while the item exists (a DELETE leaves a tombstone)
   writes (B)         ids of the last HISTORY writes, 8 bytes each, newest first: writes[i] wrote revision - i
   expires_at (N)     epoch seconds; the table's TTL attribute
   updated_at (S)     ISO 8601
   keys (B)           the newest request keys: 20-byte records, newest first (see KeyRecord)
   -- a live state only:
-  model_version (S), state (B: float32 blob in the manifest's layout), steps (N)
+  steps (N)          the user's stream: rows sent since the state was new or reset
+  model_version (S), state (B: float32 blob in the manifest's layout)
+                     the state of the model version that answered the last request, current at `steps`
+  since (N)          the stream position that state began at (absent: 0, it has seen every row)
+  kind (S)           what other versions may continue it: "window:<W>x<F>:<input kind>" (absent: none)
+  versions (M)       the other versions' states: {version: {s: blob (B), b: since (N), a: the stream position it
+                     is current at (N), k: kind (S, optional)}}
+  history (B)        the user's last HISTORY_ROWS input rows, float32, oldest first (absent: none kept)
   reply (M)          the response of the newest keyed request, if it was this write's or no write came since
                      {k: key digest (B), v: model version (S), s: steps (N), o: origin (S), n: rows (N),
-                      y: every output's float32 values, in manifest order (B)}
+                      y: every output's float32 values, in manifest order (B),
+                      c: the other versions' reports (L of M: v, r: role, o: origin, n: steps; optional)}
   -- a tombstone (after DELETE): deleted (BOOL true), and none of the above
 
-What is read is one of five named states: Absent (no item), Live, Tombstone, Expired (past its TTL, not yet
-removed) and Unreadable (an attribute missing, mistyped or out of range: only its guard is relied on).
+Formats evolve as schemas do, expand then contract: a release reads the formats every earlier release wrote;
+a change that an earlier release could not read is first shipped read-only (the release after writes it), so a
+rollback of one release always finds items it can read. Format 3 only adds attributes to format 2, which the
+previous release ignores. An item of a newer format than this release knows is Unsupported: never reset nor
+overwritten (the request is answered 503 and retried later, presumably by the newer release).
+
+What is read is one of six named states: Absent (no item), Live, Tombstone, Expired (past its TTL, not yet
+removed), Unreadable (an attribute missing, mistyped or out of range: only its guard is relied on) and
+Unsupported (a newer format).
 
 Why a write is never applied twice:
-- Every write is conditional on the `revision` and `writes` it read (or on the item's absence), so it lands
-  only on the item its writer saw. `revision` grows by one per write and is never reset: DELETE writes a
-  tombstone, and only TTL removes the item, long after any retry (`expires_at` is at least the key window).
+- Every write is conditional on the `revision`, `writes` and `write_id` (format 1) it read (or on the item's
+  absence), so it lands only on the item its writer saw. `revision` grows by one per write and is never reset:
+  DELETE writes a tombstone, and only TTL removes the item, long after any retry (`expires_at` is at least the
+  key window).
 - A writer whose write's outcome is unknown (lost answer; botocore's retry then fails its own condition)
   re-reads: its write landed if its id is in `writes`; it did not if the history covers its revision with
   another id, or the revision never reached it. Otherwise (more than HISTORY writes since) it cannot tell,
@@ -30,11 +47,12 @@ Why a write is never applied twice:
   produced. A repeat within the window (newest `max_keys` keys, none older than `key_ttl`) finds its record:
   the same fingerprint is a replay, another is a reuse. Only the newest keyed response is kept (`reply`),
   and it is dropped by the next write: a repeat of an older key is recognised, never applied again, but
-  its response is no longer there.
+  its response is no longer there. Keys are per user, whatever the model versions.
 
 Cost: a write is billed per started KiB of the larger of the old and new item. Without keys the item is
-the state blob plus about 250 bytes; keys add at most KEY_RECORD_BYTES x max_keys + 12 bytes, and a keyed
-write's reply 4 x (output values) + about 60 bytes, dropped by the next write.
+the state blob plus about 250 bytes; each other version adds its blob and about 30 bytes, the history
+4 x F x HISTORY_ROWS bytes; keys add at most KEY_RECORD_BYTES x max_keys + 12 bytes, and a keyed write's
+reply 4 x (output values) + about 60 bytes, dropped by the next write.
 """
 
 from __future__ import annotations
@@ -52,7 +70,12 @@ else:
     Attribute = dict
 
 Item = dict[str, Attribute]  # an item as DynamoDB attributes
-StateOrigin = Literal["new", "continued", "reset"]  # where a request's state started
+# Where a model's state started for a request: new (no state), continued (its saved state), reset (asked for, or
+# nothing it can continue), replayed (run from zero over the kept history), caught_up (its saved state, missing
+# rows run from the history first), warmed (a second model starting from zero beside the one that answers).
+StateOrigin = Literal["new", "continued", "reset", "replayed", "caught_up", "warmed"]
+Role = Literal["answers", "next", "previous"]  # a bundle's models: the one that answers, and its companion
+FORMAT = 3  # the item format this release writes, and the newest it reads
 
 HISTORY = 16  # write ids kept: a lost answer is recognised past this many other writers, not more
 WRITE_ID_BYTES = 8
@@ -72,6 +95,16 @@ class KeyRecord:
 
 
 @dataclass(frozen=True)
+class VersionReport:
+    """What a request did with a model version that did not answer it: where its state started, and its steps."""
+
+    version: str
+    role: Role
+    origin: StateOrigin
+    steps: int
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a keyed request answered, enough to render the same response again."""
 
@@ -81,17 +114,53 @@ class Reply:
     origin: StateOrigin
     rows: int
     outputs: bytes  # float32 values of every output, in manifest order
+    others: tuple[VersionReport, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model version's state for the user, and where in the user's stream it stands."""
+
+    version: str
+    blob: bytes
+    since: int  # the stream position it began at: 0 when it has seen every row of the stream
+    at: int  # the stream position it is current at
+    kind: str | None = None  # states of one kind are continued by any version of that kind (window rows)
+
+    @property
+    def steps(self) -> int:
+        """The rows this state has seen."""
+        return self.at - self.since
 
 
 @dataclass(frozen=True)
 class UserState:
-    """A user's state as one write leaves it."""
+    """A user's state as one write leaves it: their stream, each model version's state (the one that answered
+    first, current at the stream), and the rows kept for versions that lack a state."""
 
-    model_version: str
-    blob: bytes
-    steps: int
+    stream: int
+    models: tuple[ModelState, ...]
     updated_at: datetime
     reply: Reply | None = None
+    history: bytes = b""  # the last rows, float32, oldest first; they end at `stream`
+
+    @classmethod
+    def of_one(
+        cls, version: str, blob: bytes, steps: int, updated_at: datetime, reply: Reply | None = None
+    ) -> UserState:
+        """The state of one model version that has seen every row of the stream."""
+        return cls(steps, (ModelState(version, blob, 0, steps),), updated_at, reply)
+
+    @property
+    def answering(self) -> ModelState:
+        return self.models[0]
+
+    def of(self, version: str, kind: str | None) -> ModelState | None:
+        """This version's state, or one of the same kind (which any version of that kind continues)."""
+        exact = next((model for model in self.models if model.version == version), None)
+        if exact is not None or kind is None:
+            return exact
+        return next((model for model in self.models if model.kind == kind), None)
 
 
 @dataclass(frozen=True)
@@ -130,7 +199,15 @@ class Unreadable:
     guard: Item
 
 
-Stored = Absent | Live | Tombstone | Expired | Unreadable
+@dataclass(frozen=True)
+class Unsupported:
+    """An item of a format newer than this release reads: never reset nor overwritten."""
+
+    format: int
+    guard: Item
+
+
+Stored = Absent | Live | Tombstone | Expired | Unreadable | Unsupported
 Written = Live | Tombstone  # what a write leaves
 
 
@@ -183,7 +260,7 @@ def landed(write: Attempt, stored: Stored) -> bool | None:
     match stored:
         case Absent():
             return False
-        case Unreadable():
+        case Unreadable() | Unsupported():
             return None
         case _Existing(revision=revision, writes=writes):
             if write.write_id in writes:
@@ -216,6 +293,7 @@ def needs_tombstone(read: Stored) -> bool:
     return isinstance(read, Live | Unreadable)
 
 
-def largest_item_bytes(state_bytes: int, reply_bytes: int, window: KeyWindow) -> int:
-    """The most an item can hold for a state of `state_bytes` and a recorded reply of at most `reply_bytes`."""
-    return state_bytes + reply_bytes + ITEM_OVERHEAD_BYTES + KEY_RECORD_BYTES * window.size
+def largest_item_bytes(state_bytes: int, reply_bytes: int, window: KeyWindow, history_bytes: int = 0) -> int:
+    """The most an item can hold for states of `state_bytes` in all, a recorded reply of at most `reply_bytes`
+    and a history of `history_bytes`."""
+    return state_bytes + reply_bytes + history_bytes + ITEM_OVERHEAD_BYTES + KEY_RECORD_BYTES * window.size
