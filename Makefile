@@ -22,9 +22,9 @@ export KERAS_BACKEND := tensorflow
 .PHONY: help venv preflight model run lint test bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
 
 help:
-	@echo "make run          serve the demo model (or MODEL=path/to/model.keras) on http://127.0.0.1:$(PORT)"
+	@echo "make run          serve the demo model (or MODEL=path/to/model.keras, .h5 or SavedModel dir) on http://127.0.0.1:$(PORT)"
 	@echo "make test         lint (ruff, mypy) and run the whole test suite"
-	@echo "make model        export MODEL (default: the demo; .keras or Keras 2 .h5) into a verified bundle at $(BUNDLE)"
+	@echo "make model        export MODEL (default: the demo; .keras, .h5 or a SavedModel dir) into a verified bundle at $(BUNDLE)"
 	@echo "                  MODE=carry|window WINDOW=n: how it is served (default: chosen from the model)"
 	@echo "                  NEXT=new.keras: keep the next version beside it (a rollout warms it up while MODEL answers)"
 	@echo "                  PREVIOUS=old.keras: keep the version it replaces, exact for a rollback"
@@ -64,7 +64,7 @@ $(DEMO_MODEL): layers/exporter/demo.py | venv
 
 ifneq ($(MODEL),$(DEMO_MODEL))
 $(MODEL):
-	@echo "MODEL=$(MODEL): no such file; give the path of a .keras (or Keras 2 .h5) file" >&2; exit 1
+	@echo "MODEL=$(MODEL): no such file or directory; give the path of a .keras or .h5 file, or of a SavedModel directory" >&2; exit 1
 endif
 ifneq ($(COMPANION),)
 $(COMPANION):
@@ -79,7 +79,10 @@ SOURCE := $(abspath $(MODEL)) $(MODE) $(WINDOW) next=$(abspath $(NEXT)) previous
 $(BUILD)/model-source: FORCE
 	@mkdir -p $(BUILD); echo "$(SOURCE)" | cmp -s - $@ || echo "$(SOURCE)" > $@
 
-$(BUNDLE)/manifest.json: $(MODEL) $(COMPANION) $(BUILD)/model-source $(EXPORTER) | venv
+# A SavedModel directory (MODEL=path/to/dir) is as new as the newest file in it.
+model_files = $(if $(wildcard $(1)/saved_model.pb),$(shell find $(1) -type f),$(1))
+
+$(BUNDLE)/manifest.json: $(call model_files,$(MODEL)) $(call model_files,$(COMPANION)) $(BUILD)/model-source $(EXPORTER) | venv
 	@$(PY) -m layers.exporter.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW)) \
 		$(if $(NEXT),--next $(NEXT)) $(if $(PREVIOUS),--previous $(PREVIOUS))
 
@@ -136,7 +139,8 @@ openapi: venv
 	$(PY) -m carryover.http.openapi > openapi.json
 
 lock: venv
-	$(VENV)/bin/pip install --quiet -r requirements.in
+	$(VENV)/bin/pip install --quiet -r <(grep -v '^tf-keras' requirements.in)
+	$(VENV)/bin/pip install --quiet --no-deps $$(grep '^tf-keras' requirements.in)
 	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
 
 clean-state:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,10 +21,11 @@ os.environ.update(
 import keras
 
 from carryover.bundle import ModelBundle
-from carryover.manifest import Manifest
+from carryover.manifest import Manifest, Mode
 from carryover.modes import MODES, Graph
-from layers.exporter.export import export, graph_for
-from tests.models import BUILDERS
+from layers.exporter.export import KERAS_FILE, export, graph_for
+from tests.legacy_files import LEGACY
+from tests.models import ASKED_MODES, BUILDERS
 
 ENGINES = ("litert", "tensorflow")
 
@@ -36,10 +38,23 @@ class Served:
     graph: Graph
     path: Path
     bundles: dict[str, ModelBundle]
+    translated: list[str]  # what the export said it translated (a Keras 2 file)
 
     @property
     def manifest(self) -> Manifest:
         return self.bundles[ENGINES[0]].manifest
+
+
+def exported(
+    source: Path, out: Path, reference: Any = None, mode: Mode | None = None, engines: tuple[str, ...] = ENGINES
+) -> Served:
+    """`source` exported into `out` (3 chunked sequences verified) and loaded with `engines`; `reference` is what
+    the bundle must answer as (default: the Keras 3 model in `source`, as the mode runs it)."""
+    done = export(source, out, sequences=3, mode=mode)
+    bundles = {engine: ModelBundle.load(out, engine) for engine in engines}
+    model = keras.saving.load_model(source if reference is None else out / KERAS_FILE, compile=False)
+    model, graph = graph_for(model, MODES[done.manifest.mode], done.manifest.window)
+    return Served(model if reference is None else reference, graph, out, bundles, done.translated)
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +65,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
         model = build()
         source = root / f"{key}.keras"
         model.save(source)
-        manifest = export(source, root / key, sequences=3).manifest
-        bundles = {engine: ModelBundle.load(root / key, engine) for engine in ENGINES}
-        model, graph = graph_for(model, MODES[manifest.mode], manifest.window)
-        found[key] = Served(model, graph, root / key, bundles)
+        found[key] = exported(source, root / key, mode=ASKED_MODES.get(key))
+    return found
+
+
+@pytest.fixture(scope="session")
+def legacy_served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
+    """Each Keras 2 file of `tests/legacy_files.py`, exported; its reference the network as tf_keras computes it.
+    Served over HTTP only: loaded here with LiteRT alone, for its manifest."""
+    root = tmp_path_factory.mktemp("legacy")
+    found = {}
+    for key, write in LEGACY.items():
+        file = write(root)
+        found[key] = exported(file.path, root / f"{key}-bundle", file.reference, engines=("litert",))
     return found
 
 

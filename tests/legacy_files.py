@@ -1,73 +1,245 @@
-"""Model files as Keras 2 wrote them, written with h5py in Keras 2's layout, so no old Keras is needed."""
+"""Model files as Keras 2 (and Keras 1) wrote them, built here: the real Keras 2 (tf_keras) builds each network
+with random weights and writes the file; where tf_keras writes a newer layout than the one meant, the file is
+edited (its h5 attributes, JSON config and weight names) into the layout older Keras wrote. Each builder returns
+the file and the network as Keras 2 computes it, stateless, for any batch size: the reference."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import tensorflow as tf
+import tf_keras
 
-FEATURES, UNITS = 6, 16
-
-
-def _initializer(name: str, **config: Any) -> dict[str, Any]:
-    return {"class_name": name, "config": {"seed": None, **config}}
-
-
-def _lstm_config() -> dict[str, Any]:
-    """A stateful LSTM as Keras 2.15 saved it: batch size 4, with options Keras 3 dropped."""
-    return {
-        "class_name": "LSTM",
-        "config": {
-            "name": "lstm", "trainable": True, "batch_input_shape": [4, None, FEATURES], "dtype": "float32",
-            "return_sequences": True, "return_state": False, "go_backwards": False, "stateful": True, "unroll": False,
-            "time_major": False, "units": UNITS, "activation": "tanh", "recurrent_activation": "sigmoid",
-            "use_bias": True, "kernel_initializer": _initializer("GlorotUniform"),
-            "recurrent_initializer": _initializer("Orthogonal", gain=1.0),
-            "bias_initializer": {"class_name": "Zeros", "config": {}}, "unit_forget_bias": True,
-            "kernel_regularizer": None, "recurrent_regularizer": None, "bias_regularizer": None,
-            "activity_regularizer": None, "kernel_constraint": None, "recurrent_constraint": None,
-            "bias_constraint": None, "dropout": 0.0, "recurrent_dropout": 0.0, "implementation": 2,
-        },
-    }  # fmt: skip
+L = tf_keras.layers
+# How Keras 2.0-2.2 wrote the initializers tf_keras now names otherwise.
+OLD_INITIALIZERS = {
+    "GlorotUniform": {"scale": 1.0, "mode": "fan_avg", "distribution": "uniform"},
+    "GlorotNormal": {"scale": 1.0, "mode": "fan_avg", "distribution": "normal"},
+}
 
 
-def _dense_config() -> dict[str, Any]:
-    return {
-        "class_name": "Dense",
-        "config": {
-            "name": "dense", "trainable": True, "dtype": "float32", "units": 1, "activation": "sigmoid",
-            "use_bias": True, "kernel_initializer": _initializer("GlorotUniform"),
-            "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
-            "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None,
-        },
-    }  # fmt: skip
+@dataclass(frozen=True)
+class LegacyFile:
+    path: Path
+    reference: Any  # the network in tf_keras, stateless, any batch size
 
 
-def write_stateful_lstm_h5(path: Path, seed: int = 0) -> list[np.ndarray]:
-    """A Keras 2 `Sequential([LSTM(16, stateful, batch_input_shape=(4, None, 6)), Dense(1, sigmoid)])`, no
-    input layer, as `model.save("x.h5")` wrote it; returns its weights in Keras order."""
+def _randomised(model: tf_keras.Model, seed: int) -> tf_keras.Model:
+    """Weights far from their initial values, so that a weight put in the wrong place shows in the outputs."""
     rng = np.random.default_rng(seed)
-    weights = {
-        "lstm": [
-            ("lstm/lstm_cell/kernel:0", rng.normal(0, 0.3, (FEATURES, 4 * UNITS))),
-            ("lstm/lstm_cell/recurrent_kernel:0", rng.normal(0, 0.3, (UNITS, 4 * UNITS))),
-            ("lstm/lstm_cell/bias:0", rng.normal(0, 0.1, (4 * UNITS,))),
-        ],
-        "dense": [("dense/kernel:0", rng.normal(0, 0.5, (UNITS, 1))), ("dense/bias:0", rng.normal(0, 0.1, (1,)))],
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def _twin(build: Callable[[bool], tf_keras.Model], seed: int) -> tuple[tf_keras.Model, tf_keras.Model]:
+    """The network as saved (stateful, with its training batch size) and its stateless twin, same weights."""
+    saved, reference = _randomised(build(True), seed), build(False)
+    reference.set_weights(saved.get_weights())
+    return saved, reference
+
+
+def _config(file: h5py.File) -> dict[str, Any]:
+    raw = file.attrs["model_config"]
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _old_keys(value: Any) -> Any:
+    """A config without what Keras <= 2.2 never wrote (`module`, `registered_name`, `build_config`, `time_major`),
+    its initializers written the way Keras 2.0-2.2 did."""
+    if isinstance(value, list):
+        return [_old_keys(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    new = ("module", "registered_name", "build_config", "time_major")
+    out = {key: _old_keys(item) for key, item in value.items() if key not in new}
+    if out.get("class_name") in OLD_INITIALIZERS:
+        config = OLD_INITIALIZERS[out["class_name"]] | {"seed": out["config"].get("seed")}
+        out = {"class_name": "VarianceScaling", "config": config}
+    return out
+
+
+def _bare_list(config: dict[str, Any]) -> dict[str, Any]:
+    """A Sequential as Keras <= 2.2.2 wrote it: its config the list of its layers, no InputLayer, the first layer
+    carrying `batch_input_shape` and `dtype`."""
+    layers = config["config"]["layers"]
+    if layers[0]["class_name"] == "InputLayer":
+        first = layers.pop(0)["config"]
+        layers[0]["config"]["batch_input_shape"] = first["batch_input_shape"]
+        layers[0]["config"]["dtype"] = first.get("dtype", "float32")
+    return {"class_name": "Sequential", "config": layers}
+
+
+def _as_written_by(path: Path, version: str, edit: Callable[[dict[str, Any]], dict[str, Any]], renamed: bool) -> None:
+    """The `.h5` file at `path` rewritten as Keras `version` wrote it: its config edited, and with `renamed` the
+    weights under the names old Keras gave them (`gru_1/kernel:0`, no cell scope)."""
+    with h5py.File(path, "r+") as file:
+        file.attrs["model_config"] = json.dumps(edit(_old_keys(_config(file)))).encode()
+        for group in (file, file["model_weights"]):
+            group.attrs["keras_version"], group.attrs["backend"] = version.encode(), b"tensorflow"
+        weights = file["model_weights"]
+        weights.pop("top_level_model_weights", None)
+        for layer in weights.keys() if renamed else ():
+            group = weights[layer]
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+            values = [group[name][()] for name in names]
+            for key in list(group.keys()):
+                del group[key]
+            old = [f"{layer}/{name.rsplit('/', 1)[-1]}" for name in names]
+            for name, value in zip(old, values, strict=True):
+                group.create_dataset(name, data=value)
+            group.attrs["weight_names"] = [name.encode() for name in old]
+
+
+def keras21_stateful_lstm(folder: Path) -> LegacyFile:
+    """Keras 2.1.6's `Sequential([LSTM(8, stateful, batch_input_shape=(4, None, 3), implementation=1,
+    recurrent_activation="hard_sigmoid"), Dense(2)])`: the config a bare list, no input layer, hard_sigmoid gates
+    (Keras 2's default), trained with batch size 4. Carry mode."""
+
+    def build(stateful: bool) -> tf_keras.Model:
+        batch = 4 if stateful else None
+        return tf_keras.Sequential(
+            [
+                L.LSTM(8, return_sequences=True, stateful=stateful, batch_input_shape=(batch, None, 3),
+                       implementation=1, recurrent_activation="hard_sigmoid", name="lstm_1"),
+                L.Dense(2, activation="tanh", name="dense_1"),
+            ]
+        )  # fmt: skip
+
+    saved, reference = _twin(build, 21)
+    path = folder / "keras21-stateful-lstm.h5"
+    saved.save(path, include_optimizer=False)
+    _as_written_by(path, "2.1.6", _bare_list, renamed=True)
+    return LegacyFile(path, reference)
+
+
+def keras224_bidirectional(folder: Path) -> LegacyFile:
+    """A Keras 2.2.4 window model: Input(8, 4) -> Bidirectional(LSTM(4, seq)) -> TimeDistributed(Dense(2)), its
+    nested layers written without `module` (Keras 3 alone cannot locate them). Window mode."""
+    inputs = tf_keras.Input((8, 4), name="frames")
+    both = L.Bidirectional(L.LSTM(4, return_sequences=True, name="lstm"), name="bi_lstm")(inputs)
+    outputs = L.TimeDistributed(L.Dense(2, activation="tanh", name="dense"), name="tag")(both)
+    model = _randomised(tf_keras.Model(inputs, outputs), 22)
+    path = folder / "keras224-bidirectional.h5"
+    model.save(path, include_optimizer=False)
+    _as_written_by(path, "2.2.4", lambda config: config, renamed=False)
+    return LegacyFile(path, model)
+
+
+def keras20_gru_tokens(folder: Path) -> LegacyFile:
+    """Keras 2.0.8's `Sequential([Embedding(20, 4, dtype="int32"), GRU(6, implementation=0, recurrent_dropout=0.2),
+    GRU(4, implementation=1), Dense(3, softmax)])` on token ids, hard_sigmoid gates: its GRUs without
+    `reset_after` (what reset_after=False computes, a (3 * units,) bias), its config a bare list. Carry mode."""
+    model = tf_keras.Sequential(
+        [
+            L.Embedding(20, 4, batch_input_shape=(None, None), name="embedding_1"),
+            L.GRU(6, return_sequences=True, reset_after=False, recurrent_activation="hard_sigmoid",
+                  recurrent_dropout=0.2, name="gru_1"),
+            L.GRU(4, return_sequences=True, reset_after=False, recurrent_activation="hard_sigmoid", implementation=1,
+                  name="gru_2"),
+            L.Dense(3, activation="softmax", name="dense_1"),
+        ]
+    )  # fmt: skip
+    _randomised(model, 20)
+    path = folder / "keras20-gru-tokens.h5"
+    model.save(path, include_optimizer=False)
+
+    def keras20(config: dict[str, Any]) -> dict[str, Any]:
+        config = _bare_list(config)
+        for layer in config["config"]:
+            layer["config"].pop("reset_after", None)
+            if layer["class_name"] == "Embedding":
+                layer["config"]["dtype"] = "int32"  # Keras 2.0 gave the Embedding its ids' dtype
+        config["config"][1]["config"]["implementation"] = 0  # Keras 2.0's "cpu" mode
+        return config
+
+    _as_written_by(path, "2.0.8", keras20, renamed=True)
+    return LegacyFile(path, model)
+
+
+def savedmodel_stateful_tokens(folder: Path) -> LegacyFile:
+    """`model.save(dir)` (a TF 2.x SavedModel) of Embedding(15, 4, mask_zero) -> GRU(6, stateful) -> Dense(1) on
+    token ids, trained with batch size 4 and saved after running (its states not zero). Carry mode."""
+
+    def build(stateful: bool) -> tf_keras.Model:
+        return tf_keras.Sequential(
+            [
+                L.Embedding(15, 4, mask_zero=True, batch_input_shape=(4 if stateful else None, None), name="tokens"),
+                L.GRU(6, return_sequences=True, stateful=stateful, name="gru"),
+                L.Dense(1, activation="sigmoid", name="score"),
+            ],
+            name="stateful-tokens",
+        )
+
+    saved, reference = _twin(build, 23)
+    saved(np.ones((4, 3), np.int32))
+    path = folder / "savedmodel-stateful-tokens"
+    saved.save(path, save_format="tf", include_optimizer=False)
+    return LegacyFile(path, reference)
+
+
+def savedmodel_window(folder: Path) -> LegacyFile:
+    """A compiled window model saved as a SavedModel with its optimizer and without traced functions
+    (`save_traces=False`: Keras 2 rebuilds it from its config alone): Input(12, 4) -> Conv1D(4, 3) -> LSTM(5) ->
+    Dense(1). Window mode."""
+    inputs = tf_keras.Input((12, 4), name="window")
+    x = L.LSTM(5, name="lstm")(L.Conv1D(4, 3, activation="relu", name="conv")(inputs))
+    model = _randomised(tf_keras.Model(inputs, L.Dense(1, name="value")(x), name="savedmodel-window"), 24)
+    model.compile(optimizer="adam", loss="mse")
+    path = folder / "savedmodel-window"
+    model.save(path, save_format="tf", save_traces=False)
+    return LegacyFile(path, model)
+
+
+LEGACY = {
+    "keras21_stateful_lstm": keras21_stateful_lstm,
+    "keras224_bidirectional": keras224_bidirectional,
+    "keras20_gru_tokens": keras20_gru_tokens,
+    "savedmodel_stateful_tokens": savedmodel_stateful_tokens,
+    "savedmodel_window": savedmodel_window,
+}
+
+
+def write_keras1_h5(path: Path, version: str | None = "1.2.2") -> Path:
+    """A Keras 1 `.h5` (Keras 1.0 and 1.1 wrote no `version`): `Convolution1D(nb_filter, filter_length)`,
+    `LSTM(output_dim)` with `init` and `inner_activation`, a bare-list Sequential; Keras 1's weight layout (an
+    LSTM's 12 arrays). Written with h5py: no Keras writes Keras 1 configs any more."""
+    rng = np.random.default_rng(1)
+    layers = [
+        {"class_name": "Convolution1D", "config": {"name": "convolution1d_1", "batch_input_shape": [None, 10, 4],
+                                                    "input_dtype": "float32", "nb_filter": 6, "filter_length": 3,
+                                                    "init": "glorot_uniform", "border_mode": "valid"}},
+        {"class_name": "LSTM", "config": {"name": "lstm_1", "output_dim": 8, "init": "glorot_uniform",
+                                          "inner_activation": "hard_sigmoid", "consume_less": "cpu"}},
+    ]  # fmt: skip
+    shapes = {
+        "convolution1d_1": [("convolution1d_1_W", (3, 1, 4, 6)), ("convolution1d_1_b", (6,))],
+        "lstm_1": [(f"lstm_1_{p}_{g}", {"W": (6, 8), "U": (8, 8), "b": (8,)}[p]) for g in "icfo" for p in "WUb"],
     }
-    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [_lstm_config(), _dense_config()]}}
     with h5py.File(path, "w") as file:
-        file.attrs["keras_version"], file.attrs["backend"] = b"2.15.0", b"tensorflow"
-        file.attrs["model_config"] = json.dumps(config).encode()
+        if version is not None:
+            file.attrs["keras_version"] = version.encode()
+        file.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": layers}).encode()
         group = file.create_group("model_weights")
-        group.attrs["layer_names"] = [name.encode() for name in weights]
-        group.attrs["backend"], group.attrs["keras_version"] = b"tensorflow", b"2.15.0"
-        for layer, named in weights.items():
-            layer_group = group.create_group(layer)
-            layer_group.attrs["weight_names"] = [name.encode() for name, _ in named]
-            for name, value in named:
-                layer_group.create_dataset(name, data=value.astype(np.float32))
-    return [value.astype(np.float32) for named in weights.values() for _, value in named]
+        group.attrs["layer_names"] = [name.encode() for name in shapes]
+        for layer, named in shapes.items():
+            sub = group.create_group(layer)
+            sub.attrs["weight_names"] = [name.encode() for name, _ in named]
+            for name, shape in named:
+                sub.create_dataset(name, data=rng.normal(0, 0.3, shape).astype(np.float32))
+    return path
+
+
+def write_function_savedmodel(path: Path) -> Path:
+    """`tf.saved_model.save` of a tf.function, as TensorFlow serving exports are written: a SavedModel without
+    Keras metadata."""
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+    module.serve = tf.function(lambda x: x * module.scale, input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+    tf.saved_model.save(module, str(path))
+    return path

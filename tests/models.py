@@ -1,10 +1,12 @@
-"""Keras models the tests serve: the seed model, a stacked chain, and one whose output is only the last step."""
+"""Keras models the tests serve: the seed model, chains of every supported kind, window models (several heads,
+frames per timestep among them)."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 
+from carryover.manifest import Mode
 from layers.exporter.demo import FEATURES, seed_model
 
 
@@ -118,6 +120,32 @@ def stateful_batch4() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden), name="stateful-batch4")
 
 
+def three_heads() -> keras.Model:
+    """A window LSTM with three Dense heads, returned as a dict: a value, class scores and a tag per timestep of
+    windows of 10 (the last timestep's answers)."""
+    keras.utils.set_random_seed(12)
+    inputs = keras.layers.Input(shape=(10, 4), name="window")
+    hidden = keras.layers.LSTM(6, return_sequences=True, name="lstm")(inputs)
+    heads = {
+        "value": keras.layers.Dense(1, name="value")(hidden),
+        "kind": keras.layers.Dense(3, activation="softmax", name="kind")(hidden),
+        "tag": keras.layers.Dense(2, activation="tanh", name="tag")(hidden),
+    }
+    return keras.Model(inputs, heads, name="three-heads")
+
+
+def frames() -> keras.Model:
+    """Frames per timestep, (batch, 6, 6, 6, 1): TimeDistributed(Conv2D) -> TimeDistributed(MaxPooling2D) ->
+    TimeDistributed(Flatten) -> LSTM on windows of 6 frames."""
+    keras.utils.set_random_seed(13)
+    inputs = keras.layers.Input(shape=(6, 6, 6, 1), name="frames")
+    x = keras.layers.TimeDistributed(keras.layers.Conv2D(3, 3, activation="relu"), name="conv")(inputs)
+    x = keras.layers.TimeDistributed(keras.layers.MaxPooling2D(), name="pool")(x)
+    x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flat")(x)
+    hidden = keras.layers.LSTM(5, name="lstm")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="activity")(hidden), name="frames")
+
+
 BUILDERS = {
     "seed": seed,
     "stacked": stacked,
@@ -130,4 +158,8 @@ BUILDERS = {
     "classifier": classifier,
     "stateful_batch4": stateful_batch4,
     "attention": attention,
+    "three_heads": three_heads,
+    "three_heads_carried": three_heads,
+    "frames": frames,
 }
+ASKED_MODES: dict[str, Mode] = {"three_heads_carried": "carry"}  # exported in another mode than the model's own

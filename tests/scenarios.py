@@ -6,8 +6,9 @@ import uuid
 
 import numpy as np
 
+from infra.local.stack import start_stack
 from layers.exporter.verify import TOLERANCE, random_chunks, sample_sequence
-from tests.clients import Client
+from tests.clients import Client, HttpClient, Reply
 from tests.conftest import Served
 
 
@@ -17,6 +18,12 @@ def new_user() -> str:
 
 def sequence(served: Served, rng: np.random.Generator, length: int) -> np.ndarray:
     return sample_sequence(served.graph, length, rng)
+
+
+def as_sent(served: Served, rows: np.ndarray) -> np.ndarray:
+    """Engine rows as a request carries them: a frame model's each as a nested array of the frame's shape."""
+    shape = served.manifest.input.shape
+    return rows if shape is None else rows.reshape(len(rows), *shape)
 
 
 def expected_chunk(
@@ -48,7 +55,7 @@ def stream(client: Client, served: Served, user: str, whole: np.ndarray, sizes: 
     full = served.graph.reference(served.keras_model, whole)
     start = 0
     for size in sizes:
-        reply = client.predict(user, whole[start : start + size])
+        reply = client.predict(user, as_sent(served, whole[start : start + size]))
         assert reply.status == 200, reply.body
         assert reply.body["steps"] == offset + start + size
         assert reply.body["state"] == ("continued" if offset + start else "new")
@@ -68,7 +75,7 @@ def check_interleaved_streams(client: Client, served: Served, rng: np.random.Gen
             if not plans[name]:
                 continue
             size, start = plans[name].pop(0), sent[name]
-            reply = client.predict(name, wholes[name][start : start + size])
+            reply = client.predict(name, as_sent(served, wholes[name][start : start + size]))
             assert reply.status == 200, reply.body
             assert reply.body["user_id"] == name
             assert reply.body["steps"] == start + size
@@ -104,3 +111,15 @@ def check_delete_restarts(client: Client, served: Served, rng: np.random.Generat
     stream(client, served, user, sequence(served, rng, 5), [5])
     assert client.delete(user).status == 204
     assert client.delete(user).status == 204  # deleting nothing is fine too
+
+
+def check_served_over_http(served: Served, engine: str, table: str) -> Reply:
+    """Interleaved chunked streams against the local API serving `served` with `engine`, each matching its
+    reference; returns what GET /model says of the model."""
+    stack = start_stack(served.path, port=0, engine=engine, table=table)
+    try:
+        client = HttpClient(stack.api.url)
+        check_interleaved_streams(client, served, np.random.default_rng(50))
+        return client.model()
+    finally:
+        stack.stop()

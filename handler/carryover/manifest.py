@@ -24,15 +24,22 @@ class BundleOutdated(ValueError):
     """A bundle written by an exporter of another format."""
 
 
+InputKind = Literal["features", "tokens", "frames"]
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class InputSpec(_Spec):
+    """What a timestep is: a row of features, a token id, or a frame (an array of `shape`, sent nested). Engines
+    take every timestep as a flat row of `features` values (a frame's in C order)."""
+
     name: str
-    features: int = Field(gt=0)  # 1 for token ids
-    kind: Literal["features", "tokens"] = "features"
+    features: int = Field(gt=0)  # 1 for token ids; the product of `shape` for frames
+    kind: InputKind = "features"
     vocabulary: int | None = Field(default=None, gt=0)  # token ids are 0 .. vocabulary - 1
+    shape: tuple[int, ...] | None = None  # frames: one timestep's shape, e.g. (height, width, channels)
 
 
 class OutputSpec(_Spec):
@@ -86,7 +93,8 @@ class Manifest(_Spec):
         rows, the same for any model of that window and input; a recurrent state belongs to its version alone."""
         if self.mode != "window":
             return None
-        return f"window:{self.window}x{self.input.features}:{self.input.kind}"
+        rows = "x".join(str(size) for size in (self.window, *(self.input.shape or (self.input.features,))))
+        return f"window:{rows}:{self.input.kind}"
 
     @property
     def state_shapes(self) -> list[int]:

@@ -3,6 +3,7 @@ idempotency key, and the rules each must meet."""
 
 from __future__ import annotations
 
+import math
 import re
 from functools import cached_property
 from typing import Any
@@ -31,10 +32,11 @@ def parse_user_id(user_id: str) -> str:
 
 class PredictRequest(BaseModel):
     """Timesteps to apply on top of the user's saved state: one row of features per timestep, oldest first
-    (for a token model, one id per timestep: `[12, 7, 99]` or `[[12], [7], [99]]`); `reset` starts from zeros
-    instead."""
+    (for a token model, one id per timestep: `[12, 7, 99]` or `[[12], [7], [99]]`; for a frame model, one nested
+    array per timestep, of the shape `GET /model` gives as `input.shape`); `reset` starts from zeros instead."""
 
-    # validated with context {"features": F, "max_timesteps": M, "vocabulary": V or None} from the served model
+    # validated with context {"features": F, "max_timesteps": M, "vocabulary": V or None, "shape": a frame's shape
+    # or None} from the served model
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -43,10 +45,14 @@ class PredictRequest(BaseModel):
 
     @field_validator("inputs", mode="before")
     @classmethod
-    def _token_rows(cls, rows: Any, info: ValidationInfo) -> Any:
-        """A token model takes a flat list of ids too: each id becomes a one-value row."""
-        if (info.context or {}).get("vocabulary") and isinstance(rows, list):
-            return [[row] if isinstance(row, int | float) and not isinstance(row, bool) else row for row in rows]
+    def _flat_rows(cls, rows: Any, info: ValidationInfo) -> Any:
+        """A token model takes a flat list of ids too: each id becomes a one-value row. A frame model's timesteps
+        are nested arrays: each becomes the row of its values."""
+        context = info.context or {}
+        if context.get("vocabulary") and isinstance(rows, list):
+            return [[row] if _is_number(row) else row for row in rows]
+        if context.get("shape") and isinstance(rows, list):
+            return [_frame_values(row, tuple(context["shape"]), index) for index, row in enumerate(rows)]
         return rows
 
     @field_validator("inputs")
@@ -78,6 +84,7 @@ class PredictRequest(BaseModel):
             "features": manifest.input.features,
             "max_timesteps": max_timesteps,
             "vocabulary": manifest.input.vocabulary,
+            "shape": manifest.input.shape,
         }
         try:
             return cls.model_validate_json(body, context=context)
@@ -97,6 +104,37 @@ class PredictRequest(BaseModel):
         recorded (the rows as sent, -0.0 kept)."""
         legacy = f"{self.array.shape}|{self.reset}|".encode() + self.array.tobytes()
         return frozenset({digest(self.canonical()), digest(legacy)})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _frame_values(row: Any, shape: tuple[int, ...], index: int) -> list[Any]:
+    """The values of a timestep sent as a nested array of `shape`, in C order; a ValueError naming the row, the
+    shape expected and where the row departs from it."""
+    expected = f"row {index} must be an array of shape {list(shape)} (one frame per timestep)"
+    values: list[Any] = []
+
+    def visit(value: Any, depth: int, at: str) -> None:
+        if depth == len(shape):
+            if not _is_number(value):
+                raise ValueError(f"row {index} at {at}: expected a number")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"row {index} at {at}: expected a finite number")
+            if abs(value) > FLOAT32_MAX:
+                raise ValueError(f"row {index} at {at}: a value outside the float32 range")
+            values.append(value)
+        elif not isinstance(value, list):
+            raise ValueError(f"{expected}: {at or 'it'} is not an array")
+        elif len(value) != shape[depth]:
+            raise ValueError(f"{expected}: {at or 'it'} has length {len(value)}, expected {shape[depth]}")
+        else:
+            for position, item in enumerate(value):
+                visit(item, depth + 1, f"{at}[{position}]")
+
+    visit(row, 0, "")
+    return values
 
 
 def _request_error(error: Any) -> InvalidRequest:

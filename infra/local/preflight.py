@@ -1,5 +1,5 @@
 """Checks what `make run` needs before any slow step, with the system's Python and its standard library only:
-the port is free, and a given MODEL file exists.
+the port is free, and a given MODEL exists (a file, or a SavedModel directory).
 
     python3 infra/local/preflight.py PORT [MODEL]
 """
@@ -10,6 +10,8 @@ import socket
 import sys
 from pathlib import Path
 
+MISSING = "no such file or directory; give the path of a .keras or .h5 file, or of a SavedModel directory"
+
 
 def problems(port: int, model: str | None) -> list[str]:
     found = []
@@ -18,8 +20,8 @@ def problems(port: int, model: str | None) -> list[str]:
             probe.bind(("127.0.0.1", port))
         except OSError:
             found.append(f"port {port} is in use: stop what listens there, or choose another with PORT=...")
-    if model and not Path(model).is_file():
-        found.append(f"MODEL={model}: no such file; give the path of a .keras (or Keras 2 .h5) file")
+    if model and not Path(model).exists():
+        found.append(f"MODEL={model}: {MISSING}")
     return found
 
 

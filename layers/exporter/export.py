@@ -1,9 +1,10 @@
-"""Turns a `.keras` file (or a Keras 2 `.h5` file) into a verified model bundle (the model layer's content).
+"""Turns a model file into a verified model bundle (the model layer's content).
 
-    python -m layers.exporter.export MODEL.keras OUT_DIR [--name NAME] [--sequences N] [--mode M] [--window W]
+    python -m layers.exporter.export MODEL OUT_DIR [--name NAME] [--sequences N] [--mode M] [--window W]
 
-The bundle is written to a temporary directory beside OUT_DIR, verified, then moved into place, so OUT_DIR
-only ever holds a complete bundle that passed verification.
+MODEL is a `.keras` file (Keras 3, or Keras 2.13-2.15), a `.h5` file (Keras 2.0-2.15, or Keras 3) or a SavedModel
+directory written by Keras 2 (TensorFlow 2.x). The bundle is written to a temporary directory beside OUT_DIR,
+verified, then moved into place, so OUT_DIR only ever holds a complete bundle that passed verification.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import absl.logging
 import keras
-import tensorflow as tf
 from tqdm import tqdm
 
 from carryover.core.service import REPLY_LIMIT_BYTES
@@ -30,7 +30,8 @@ from carryover.keras_model.read import content_hash
 from carryover.manifest import NAME_PATTERN, Companion, CompanionRole, Manifest, Mode
 from carryover.modes import MODES, Graph, ServingMode
 from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, largest_item_bytes
-from layers.exporter import legacy
+from layers.exporter import formats, from_keras2, legacy
+from layers.exporter.convert import ConversionFailed, litert_flatbuffer
 from layers.exporter.verify import TOLERANCE, Verification, verify
 
 KERAS_DEFAULT_NAME = re.compile(r"(sequential|functional|model)(_\d+)?")
@@ -50,17 +51,32 @@ def default_name(model: keras.Model, source: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", source.stem)[:64] or "model"
 
 
-def load_source(source: Path) -> tuple[keras.Model, list[str]]:
-    """The model in a `.keras` file, or in a Keras 2 `.h5` file (translated; the list says what changed)."""
-    if not source.is_file():
-        raise ExportFailed(f"{source}: no such file")
+@dataclass(frozen=True)
+class Loaded:
+    """A model file read: the Keras 3 model the bundle holds, and for a Keras 2 file the network as tf_keras read
+    it (what the export verifies against) and what was translated between the two."""
+
+    model: keras.Model
+    origin: str  # the file for people: "a Keras 2.1.6 .h5 file"
+    translated: list[str] = field(default_factory=list)
+    keras2: Any = None
+
+
+def load_source(source: Path) -> Loaded:
+    """The model in any format `formats` knows; ExportFailed in one line when it cannot be read or served."""
     try:
-        if legacy.is_legacy(source):
-            return legacy.load(source)
-        return keras.saving.load_model(source, compile=False), []
+        file = formats.inspect(source)
+        if file.format != "keras3":
+            notes: list[str] = []
+            keras2 = legacy.read(file, notes)
+            return Loaded(from_keras2.rebuild(keras2, file.origin, notes), file.origin, notes, keras2)
+        if file.config is not None:
+            formats.check_layers(file, file.config, set(dir(keras.layers)))
+        return Loaded(keras.saving.load_model(source, compile=False), file.origin)
+    except UnsupportedModel as error:
+        raise ExportFailed(f"{source}: {error}") from None
     except (ValueError, TypeError, KeyError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ExportFailed(f"{source}: cannot be read as a Keras model ({reason})") from None
+        raise ExportFailed(f"{source}: cannot be read as a Keras model ({legacy.first_line(error)})") from None
 
 
 def build_manifest(model: keras.Model, mode: ServingMode, graph: Graph, name: str) -> Manifest:
@@ -102,19 +118,13 @@ def graph_for(model: keras.Model, mode: ServingMode, window: int | None) -> tupl
     return graph.model, graph
 
 
-def litert_flatbuffer(graph: Graph) -> bytes:
-    """What the LiteRT engine runs in this graph's mode, with its tensors named by a signature."""
-    module = graph.litert_module()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
-    flatbuffer: bytes = converter.convert()
-    return flatbuffer
-
-
 @dataclass(frozen=True)
 class Exported:
     manifest: Manifest
     checks: dict[str, Verification]  # engine name -> its worst difference from Keras
-    translated: list[str]  # what a Keras 2 file needed to load in Keras 3
+    origin: str  # the file for people: "a Keras 2.1.6 .h5 file"
+    keras2: bool  # read with Keras 2 (tf_keras) and rebuilt in Keras 3
+    translated: list[str]  # what that needed
 
 
 def _nothing(*_: object) -> None:
@@ -129,7 +139,8 @@ class Plan:
     mode: ServingMode
     graph: Graph
     manifest: Manifest
-    translated: list[str]
+    loaded: Loaded
+    reference: Any  # what the engines are verified against: the model, or for a Keras 2 file the network tf_keras read
 
 
 def check_item_fits(manifest: Manifest) -> None:
@@ -152,15 +163,18 @@ def check_item_fits(manifest: Manifest) -> None:
 
 
 def plan(source: Path, name: str | None, mode: Mode | None, window: int | None) -> Plan:
-    model, translated = load_source(source)
+    loaded = load_source(source)
     try:
-        serving, window = choose_mode(model, mode, window)
-        model, graph = graph_for(model, serving, window)
+        serving, window = choose_mode(loaded.model, mode, window)
+        model, graph = graph_for(loaded.model, serving, window)
         manifest = build_manifest(model, serving, graph, name or default_name(model, source))
         check_item_fits(manifest)
-    except (UnsupportedModel, ValueError, ExportFailed) as error:
-        raise ExportFailed(f"{source}: {error}") from None
-    return Plan(model, serving, graph, manifest, translated)
+        reference = model if loaded.keras2 is None else legacy.reference(loaded.keras2, serving.name == "carry")
+    except (UnsupportedModel, ExportFailed) as error:  # ours: one line already
+        raise ExportFailed(f"{source}: {loaded.origin}: {error}") from None
+    except ValueError as error:  # Keras' own, from reading the model
+        raise ExportFailed(f"{source}: {loaded.origin}: {legacy.first_line(error)}") from None
+    return Plan(model, serving, graph, manifest, loaded, reference)
 
 
 def write_bundle(source: Path, planned: Plan, staging: Path, on_step: Callable[[str], None]) -> None:
@@ -168,16 +182,22 @@ def write_bundle(source: Path, planned: Plan, staging: Path, on_step: Callable[[
     planned.model.save(staging / KERAS_FILE)  # a real .keras file, whatever the source format
     try:
         flatbuffer = litert_flatbuffer(planned.graph)
-    except Exception as error:  # the converter's own errors, of many kinds
-        raise ExportFailed(f"{source}: LiteRT cannot convert the model: {str(error).splitlines()[0]}") from None
+    except ConversionFailed as error:
+        raise ExportFailed(f"{source}: {planned.loaded.origin}: {error}") from None
     (staging / LITERT_FILE).write_bytes(flatbuffer)
     planned.manifest.write(staging)
 
 
-def _verified(source: Path, planned: Plan, staging: Path, sequences: int, on_sequence: Callable[[], None]) -> Any:
+def _verified(
+    source: Path, planned: Plan, staging: Path, sequences: int, on_step: Callable[[str], None],
+    on_sequence: Callable[[], None],
+) -> Any:  # fmt: skip
     """Each engine, loaded from the staged bundle, against the Keras reference; raises ExportFailed if one differs."""
+    on_step("loading both engines from the bundle")
     engines = [planned.mode.engine(engine, staging, planned.manifest) for engine in ENGINES]
-    results = verify(engines, planned.manifest, planned.model, planned.graph, sequences, on_sequence=on_sequence)
+    results = verify(
+        engines, planned.manifest, planned.reference, planned.graph, sequences, on_sequence=on_sequence, on_step=on_step
+    )
     for engine, result in results.items():
         if not result.passed:
             raise ExportFailed(
@@ -210,13 +230,15 @@ def export(
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:
         write_bundle(source, planned, staging, on_step)
-        on_step(f"verifying both engines against Keras on {sequences} chunked sequences")
-        results = _verified(source, planned, staging, sequences, on_sequence)
+        results = _verified(source, planned, staging, sequences, on_step, on_sequence)
         if kept is not None and companion is not None:
             (staging / role).mkdir()
-            write_bundle(companion, kept, staging / role, on_step)
-            on_step(f"verifying the {role} model's engines on {sequences} chunked sequences")
-            _verified(companion, kept, staging / role, sequences, on_sequence)
+
+            def on_kept_step(step: str) -> None:
+                on_step(f"the {role} model: {step}")
+
+            write_bundle(companion, kept, staging / role, on_kept_step)
+            _verified(companion, kept, staging / role, sequences, on_kept_step, on_sequence)
             planned = replace(planned, manifest=planned.manifest.model_copy(update={"companion": Companion(
                 role=role, directory=role)}))  # fmt: skip
             planned.manifest.write(staging)
@@ -224,7 +246,8 @@ def export(
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Exported(planned.manifest, results, planned.translated)
+    loaded = planned.loaded
+    return Exported(planned.manifest, results, loaded.origin, loaded.keras2 is not None, loaded.translated)
 
 
 class _Steps:
@@ -246,7 +269,7 @@ class _Steps:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="the .keras file, or a Keras 2 .h5 file")
+    parser.add_argument("model", type=Path, help="a .keras or .h5 file, or a SavedModel directory written by Keras 2")
     parser.add_argument("out", type=Path, help="the bundle directory to write")
     parser.add_argument(
         "--name", help="model name in the API and the state table (default: the Keras name, or the file's stem)"
@@ -279,8 +302,9 @@ def main() -> None:
             bar.close()
             sys.exit(f"export failed: {error}")
     steps.done()
-    if exported.translated:
-        print(f"translated from Keras 2: {'; '.join(exported.translated)}")
+    if exported.keras2:
+        translated = f"; translated: {'; '.join(exported.translated)}" if exported.translated else ""
+        print(f"{exported.origin}, read with Keras 2 (tf-keras) and rebuilt in Keras 3{translated}")
     checks = ", ".join(f"{engine} {check.max_abs_diff:.2g}" for engine, check in exported.checks.items())
     manifest = exported.manifest
     print(

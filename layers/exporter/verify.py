@@ -77,14 +77,21 @@ def verify(
     sequences: int,
     seed: int = 0,
     on_sequence: Callable[[], None] = lambda: None,
+    on_step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Verification]:
-    """Each engine's worst difference from Keras, on the same random sequences and chunkings."""
+    """Each engine's worst difference from `model` (the Keras model as its owner ran it), on the same random
+    sequences and chunkings. `on_step` hears when Keras' answers are computed (all sequences at once) and when the
+    engines' runs begin."""
     rng = np.random.default_rng(seed)
-    worst = dict.fromkeys((engine.name for engine in engines), 0.0)
+    cases = []
     for _ in range(sequences):
         sequence = sample_sequence(graph, int(rng.integers(1, 49)), rng)
-        expected = graph.reference(model, sequence)
-        sizes = random_chunks(len(sequence), rng)
+        cases.append((sequence, random_chunks(len(sequence), rng)))
+    on_step(f"verifying: Keras' answers on {sequences} random sequences")
+    references = graph.references(model, [sequence for sequence, _ in cases])
+    on_step("verifying: both engines on the same sequences, sent in random chunks")
+    worst = dict.fromkeys((engine.name for engine in engines), 0.0)
+    for (sequence, sizes), expected in zip(cases, references, strict=True):
         for engine in engines:
             actual = run_in_chunks(engine, manifest, sequence, sizes)
             for name, rows in expected.items():

@@ -202,6 +202,31 @@ def window_compute(rows: int = 10, repeats: int = 30) -> dict[str, float]:
     return found | {"model.predict": statistics.median(samples) / rows}
 
 
+def window_model(window: int) -> keras.Model:
+    """A window model whose export is among the slowest: Conv1D -> Bidirectional(LSTM 64) -> GRU 64 -> Dense, 8
+    features, three recurrent layers unrolled over the window for LiteRT."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.layers.Input(shape=(window, 8))
+    features = keras.layers.Conv1D(16, 3, padding="same")(inputs)
+    both = keras.layers.Bidirectional(keras.layers.LSTM(64, return_sequences=True))(features)
+    return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GRU(64)(both)), name=f"window-{window}")
+
+
+def export_time(window: int) -> tuple[float, dict[str, float]]:
+    """Seconds `make model` takes to export `window_model(window)` (50 verified sequences, as by default): in all,
+    and in each of its steps."""
+    marks: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory() as work:
+        window_model(window).save(Path(work) / "window.keras")
+        started = time.perf_counter()
+        export(
+            Path(work) / "window.keras", Path(work) / "bundle", on_step=lambda n: marks.append((n, time.perf_counter()))
+        )
+        ended = time.perf_counter()
+    ends = [at for _, at in marks[1:]] + [ended]
+    return ended - started, {name: end - at for (name, at), end in zip(marks, ends, strict=True)}
+
+
 def cost_table(handler: HandlerClient, client: Any, manifest: Manifest) -> list[dict[str, int]]:
     """Item size and request units of the demo's requests, with and without keys, as a user keeps streaming."""
     rows_found: list[dict[str, int]] = []
@@ -447,6 +472,14 @@ def main() -> None:
             "model.predict / LiteRT", f"{window['model.predict'] / window['LiteRT engine']:.1f}x",
             f"model.predict / TensorFlow engine {window['model.predict'] / window['TensorFlow engine']:.1f}x",
         )  # fmt: skip
+        report.step("exporting Conv1D -> Bidirectional(LSTM 64) -> GRU 64 on windows of 8 and of 128 rows")
+        for size in (8, 128):
+            total, steps = export_time(size)
+            slowest = max(steps, key=steps.__getitem__)
+            report.figure(
+                f"make model, W={size}", f"{total:.1f} s",
+                f"50 verified sequences; its longest step: {slowest} {steps[slowest]:.1f} s",
+            )  # fmt: skip
     finally:
         dynamodb.stop()
 

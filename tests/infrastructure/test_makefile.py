@@ -10,6 +10,7 @@ import socket
 import subprocess
 
 from infra.table import TEMPLATE
+from tests.legacy_files import write_function_savedmodel
 
 ROOT = TEMPLATE.parent
 
@@ -36,6 +37,13 @@ def test_a_missing_model_stops_make_run_in_one_line(tmp_path):
     result = make("run", "MODEL=nope.keras", "PORT=0", f"BUILD={tmp_path}")
     assert result.returncode != 0 and "MODEL=nope.keras: no such file" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_savedmodel_directory_is_a_model_path(tmp_path):
+    folder = write_function_savedmodel(tmp_path / "exported")
+    assert make("preflight", f"MODEL={folder}", "PORT=0").returncode == 0
+    planned = make("-n", "model", f"MODEL={folder}", f"BUNDLE={tmp_path / 'bundle'}", f"BUILD={tmp_path}")
+    assert planned.returncode == 0 and f"layers.exporter.export {folder} " in planned.stdout, planned.stderr
 
 
 def test_the_bundle_is_rebuilt_only_when_something_it_comes_from_changed(tmp_path, served):

@@ -1,6 +1,7 @@
 """Models people bring, each exported, served over HTTP with both engines, and checked chunk by chunk
 against the original Keras model on the whole sequence: token ids into an Embedding (0 masked), padded rows
-under Masking, BatchNormalization between LSTMs, and a prediction after the last step only."""
+under Masking, BatchNormalization between LSTMs, a prediction after the last step only, window models (three
+heads, in both modes; frames per timestep)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,43 @@ from tests.conftest import ENGINES
 
 ZOO = (
     "tokens", "masked", "normalized", "last_step", "conv_window", "bidirectional", "classifier", "stateful_batch4",
-    "attention",
+    "attention", "three_heads", "three_heads_carried", "frames",
 )  # fmt: skip
-WINDOWED = {"conv_window": 12, "bidirectional": 10, "classifier": 8, "attention": 16}
+WINDOWED = {"conv_window": 12, "bidirectional": 10, "classifier": 8, "attention": 16, "three_heads": 10, "frames": 6}
+KINDS = {"tokens": "tokens", "attention": "tokens", "frames": "frames"}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("model", ZOO)
 def test_streamed_over_http_it_matches_keras(served, model, engine):
-    stack = start_stack(served[model].path, port=0, engine=engine, table=f"zoo-{model}-{engine}")
+    described = scenarios.check_served_over_http(served[model], engine, f"zoo-{model}-{engine}")
+    assert described.body["input"]["kind"] == KINDS.get(model, "features")
+    assert (described.body["mode"], described.body["window"]) == (
+        ("window", WINDOWED[model]) if model in WINDOWED else ("carry", None)
+    )
+
+
+def test_several_heads_answer_each_by_its_name(served):
+    for model in ("three_heads", "three_heads_carried"):
+        assert [(spec.name, spec.units) for spec in served[model].manifest.outputs] == [
+            ("kind", 3), ("tag", 2), ("value", 1)
+        ]  # fmt: skip
+
+
+def test_a_frame_model_says_its_frame_shape(served):
+    stack = start_stack(served["frames"].path, port=0, table="zoo-frames-described")
     try:
         client = HttpClient(stack.api.url)
-        scenarios.check_interleaved_streams(client, served[model], np.random.default_rng(50))
-        described = client.model().body
-        assert described["input"]["kind"] == ("tokens" if model in ("tokens", "attention") else "features")
-        assert (described["mode"], described["window"]) == (
-            ("window", WINDOWED[model]) if model in WINDOWED else ("carry", None)
-        )
+        described, document = client.model(), client.request("GET", "/openapi.json")
     finally:
         stack.stop()
+    assert described.body["input"] | {"name": None} == {
+        "name": None, "kind": "frames", "features": 36, "shape": [6, 6, 1], "vocabulary": None
+    }  # fmt: skip
+    frame = document.body["components"]["schemas"]["PredictRequest"]["properties"]["inputs"]["items"]
+    assert [frame["minItems"], frame["items"]["minItems"], frame["items"]["items"]["maxItems"]] == [6, 6, 1]
+    assert frame["items"]["items"]["items"]["type"] == "number"
+    assert "a frame of shape [6, 6, 1] per timestep" in document.body["info"]["description"]
 
 
 def test_window_answers_say_how_many_rows_were_real(served):

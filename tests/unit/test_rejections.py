@@ -192,3 +192,23 @@ def test_token_outside_the_vocabulary_is_400_naming_it(make_client, dynamodb, in
     reply = client.request("POST", "/users/reader/predict", json.dumps({"inputs": inputs}))
     assert_error(reply, 400, "invalid_request", ["inputs", *words])
     assert raw_item(dynamodb, "reader", model="tokens") is None
+
+
+FRAME = [[[0.5]] * 6] * 6  # one timestep of the frame model: 6 x 6 x 1
+
+
+@pytest.mark.parametrize(
+    ("inputs", "words"),
+    [
+        ([FRAME, [[[0.5]] * 6] * 5], ["row 1", "shape [6, 6, 1]", "length 5, expected 6"]),
+        ([[[0.5] * 6] * 6], ["row 0", "shape [6, 6, 1]", "[0][0] is not an array"]),
+        ([[[[0.5]] * 5 + [["x"]]] * 6], ["row 0 at [0][5][0]", "a number"]),
+        ([[0.5] * 36], ["row 0", "shape [6, 6, 1]", "length 36, expected 6"]),
+    ],
+)
+def test_a_frame_of_another_shape_is_400_naming_where(make_client, dynamodb, inputs, words):
+    client = make_client("frames")
+    reply = client.request("POST", "/users/watcher/predict", json.dumps({"inputs": inputs}))
+    assert_error(reply, 400, "invalid_request", ["inputs", *words])
+    assert raw_item(dynamodb, "watcher", model="frames") is None
+    assert client.request("POST", "/users/watcher/predict", json.dumps({"inputs": [FRAME, FRAME]})).status == 200

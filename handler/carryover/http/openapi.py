@@ -40,7 +40,7 @@ def _components(manifest: Manifest | None, max_timesteps: int | None) -> dict[st
         schema = model.model_json_schema(mode=mode, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    number = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    number: dict[str, Any] = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
     row: dict[str, Any] = {"type": "array", "items": number}
     rows: dict[str, Any] = schemas["PredictRequest"]["properties"]["inputs"]
     rows.update(items=row, minItems=1)
@@ -49,7 +49,13 @@ def _components(manifest: Manifest | None, max_timesteps: int | None) -> dict[st
         row.update(items=token, minItems=1, maxItems=1)
         rows.update(items={"anyOf": [row, token]})  # [[12], [7]] or [12, 7]
     elif manifest is not None:
-        row.update(minItems=manifest.input.features, maxItems=manifest.input.features)
+        if manifest.input.shape is not None:  # a frame: arrays nested as deep as its shape, numbers inside
+            row = number
+            for size in reversed(manifest.input.shape):
+                row = {"type": "array", "items": row, "minItems": size, "maxItems": size}
+            rows.update(items=row)
+        else:
+            row.update(minItems=manifest.input.features, maxItems=manifest.input.features)
         schemas["PredictResponse"]["properties"]["outputs"] = {
             "type": "object",
             "properties": {
@@ -144,7 +150,9 @@ def document(manifest: Manifest | None = None, max_timesteps: int | None = None)
         paths.setdefault(route.path, {})[route.method.lower()] = copy.deepcopy(_operation(route))
     description = "Stateful sequence models served per user, with each user's state in DynamoDB."
     if manifest is not None:
-        description += f" Serving {manifest.name} {manifest.version}: {manifest.input.features} features per timestep."
+        shape = manifest.input.shape
+        step = f"a frame of shape {list(shape)}" if shape else f"{manifest.input.features} features"
+        description += f" Serving {manifest.name} {manifest.version}: {step} per timestep."
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": VERSION, "description": description},

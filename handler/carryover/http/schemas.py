@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from carryover.bundle import ModelBundle
 from carryover.core.results import Prediction, StateView
-from carryover.manifest import Manifest, Mode, OutputSpec, StateSpec
+from carryover.manifest import InputKind, Manifest, Mode, OutputSpec, StateSpec
 from carryover.modes import mode_of
 from carryover.store.item import Role, StateOrigin
 
@@ -64,8 +64,9 @@ class StateResponse(_Response):
 class ModelInput(_Response):
     name: str
     features: int
-    kind: Literal["features", "tokens"]
+    kind: InputKind
     vocabulary: int | None
+    shape: tuple[int, ...] | None  # frames: one timestep's shape, which a request sends as a nested array
 
 
 class ModelState(_Response):
@@ -115,6 +116,7 @@ class ModelResponse(_Response):
                 features=manifest.input.features,
                 kind=manifest.input.kind,
                 vocabulary=manifest.input.vocabulary,
+                shape=manifest.input.shape,
             ),
             outputs=manifest.outputs,
             states=[ModelState.of(spec) for spec in manifest.states],

@@ -15,11 +15,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from carryover.errors import UnsupportedModel
 from carryover.keras_model.read import (
     ELEMENTWISE,
     MASKING,
     TensorKey,
     key_of,
+    model_outputs,
     prediction_outputs,
     read_chain,
     read_input,
@@ -86,6 +88,14 @@ class CarryGraph:
     window = None
 
     def __init__(self, model: keras.Model, window: None = None) -> None:  # carry mode answers on no window
+        frame = read_input(model).frame
+        if frame is not None:
+            first = next(layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer))
+            raise UnsupportedModel(
+                f"cannot stream layer {first.name!r} ({type(first).__name__}) in carry mode: it takes a frame of shape "
+                f"{frame} per timestep, and carry mode streams rows of features or token ids; export it with "
+                "MODE=window WINDOW=n to answer on each user's last n frames"
+            )
         model = self.model = _streamable(model)
         self.input = read_input(model)
         self.chain = read_chain(model, self.input)
@@ -162,10 +172,13 @@ class CarryGraph:
         for layer in model.layers:
             if getattr(layer, "stateful", False):
                 (getattr(layer, "reset_state", None) or layer.reset_states)()
-        results = model(self.input.keras_input(sequence[np.newaxis].astype(np.float32)), training=False)
-        results = results if isinstance(results, list | tuple) else [results]
+        results = model_outputs(model, self.input.keras_input(sequence[np.newaxis].astype(np.float32)))
         rows = {}
         for (spec, _), position in zip(self.outputs, self.output_positions, strict=True):
             value = np.asarray(results[position])
             rows[spec.name] = value[0] if spec.per_timestep else value
         return rows
+
+    def references(self, model: Any, sequences: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """`reference` of each sequence (a chunked stream is checked against the whole sequence from zero)."""
+        return [self.reference(model, sequence) for sequence in sequences]

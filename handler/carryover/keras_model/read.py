@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,22 +52,34 @@ class Step:
 
 @dataclass(frozen=True)
 class ModelInput:
-    """The model's one input: features, or token ids into an Embedding; the value a Masking layer masks."""
+    """The model's one input: features, token ids into an Embedding, or frames (each timestep an array of fixed
+    shape); the value a Masking layer masks."""
 
     tensor: Any
     tokens: bool
     vocabulary: int | None
     mask_value: float | None
+    frame: tuple[int, ...] | None = None  # frames: one timestep's shape
 
     @property
     def spec(self) -> InputSpec:
         if self.vocabulary is not None:
             return InputSpec(name=self.tensor.name, features=1, kind="tokens", vocabulary=self.vocabulary)
+        if self.frame is not None:
+            return InputSpec(name=self.tensor.name, features=math.prod(self.frame), kind="frames", shape=self.frame)
         return InputSpec(name=self.tensor.name, features=int(self.tensor.shape[-1]))
 
     def keras_input(self, rows: Any) -> Any:
-        """Engine rows, (..., features) float32 (token ids as one float each), in the form the model takes."""
-        return keras.ops.cast(rows[..., 0], "int32") if self.tokens else rows
+        """Engine rows, (..., time, features) float32 (token ids as one float each, frames flat), in the form the
+        model takes."""
+        if self.tokens:
+            return keras.ops.cast(rows[..., 0], "int32")
+        if self.frame is not None:
+            return keras.ops.reshape(rows, (-1, *rows.shape[1:-1], *self.frame))
+        return rows
+
+
+INPUT_FORMS = "(batch, time, features), (batch, time) token ids or (batch, time, ...) frames of a fixed shape"
 
 
 def read_input(model: keras.Model) -> ModelInput:
@@ -74,14 +87,18 @@ def read_input(model: keras.Model) -> ModelInput:
         raise UnsupportedModel(f"the model has {len(model.inputs)} inputs; one is supported")
     tensor = model.inputs[0]
     tokens = len(tensor.shape) == 2  # (batch, time) integer ids, for an Embedding
-    if len(tensor.shape) != 3 and not tokens:
-        raise UnsupportedModel("the model's input must be (batch, time, features) or (batch, time) token ids")
+    frame = tuple(tensor.shape[2:]) if len(tensor.shape) > 3 else None
+    if len(tensor.shape) < 2 or (frame is not None and None in frame):
+        raise UnsupportedModel(f"the model's input is {tuple(tensor.shape)}: it must be {INPUT_FORMS}")
+    if len(tensor.shape) == 3 and tensor.shape[-1] is None:
+        raise UnsupportedModel("the model's input has no fixed number of features per timestep")
     embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
     if tokens and not embeddings:
         raise UnsupportedModel("a (batch, time) input must go into an Embedding layer")
     maskings = [layer for layer in model.layers if isinstance(layer, keras.layers.Masking)]
     vocabulary = int(embeddings[0].input_dim) if tokens else None
-    return ModelInput(tensor, tokens, vocabulary, float(maskings[0].mask_value) if maskings else None)
+    mask_value = float(maskings[0].mask_value) if maskings else None
+    return ModelInput(tensor, tokens, vocabulary, mask_value, None if frame is None else tuple(map(int, frame)))
 
 
 def prediction_outputs(model: keras.Model) -> list[tuple[OutputSpec, int]]:
@@ -92,6 +109,11 @@ def prediction_outputs(model: keras.Model) -> list[tuple[OutputSpec, int]]:
         if type(history.operation) in RECURRENT and history.tensor_index > 0:
             continue  # a state output: carried in the store, not returned
         name = history.operation.name
+        if len(tensor.shape) not in (2, 3):
+            raise UnsupportedModel(
+                f"output {name!r} is of shape {tuple(tensor.shape)}: an output must be (batch, units) or (batch, time, "
+                "units); flatten or pool it in the model"
+            )
         if any(spec.name == name for spec, _ in found):
             raise UnsupportedModel(f"output {name!r} appears twice")
         found.append(
@@ -185,6 +207,12 @@ def read_chain(model: keras.Model, model_input: ModelInput) -> Chain:
         chain.visit(tensor)
     chain.check(model_input)
     return chain
+
+
+def model_outputs(model: Any, inputs: Any) -> list[Any]:
+    """`model` (Keras 3, or the same network in Keras 2) called on `inputs` for inference: its outputs in the order
+    of `model.outputs`, also when it returns them as a dict."""
+    return list(keras.tree.flatten(model(inputs, training=False)))
 
 
 def twin(model: keras.Model, edit: Callable[[dict[str, Any]], None]) -> keras.Model:

@@ -10,8 +10,12 @@ import keras
 import numpy as np
 
 from carryover.errors import UnsupportedModel
-from carryover.keras_model.read import prediction_outputs, read_input, tracked_weights, twin
+from carryover.keras_model.read import model_outputs, prediction_outputs, read_input, tracked_weights, twin
 from carryover.manifest import InputSpec, StateSpec
+
+# The reference runs the windows of all its sequences together, at most this many timesteps (windows times the
+# window's length) a call, which bounds a call's memory.
+TIMESTEPS_PER_CALL = 1 << 16
 
 
 def _unroll(config: Any) -> None:
@@ -51,8 +55,7 @@ class WindowGraph:
 
     def call(self, windows: Any, model: Any = None) -> list[Any]:
         """(n, window, features) engine rows -> each prediction output for the n windows, (n, units)."""
-        results = (model or self.model)(self.input.keras_input(windows), training=False)
-        results = results if isinstance(results, list | tuple) else [results]
+        results = model_outputs(model or self.model, self.input.keras_input(windows))
         picked = [results[position] for _, position in self.outputs]
         return [value[:, -1] if last else value for value, last in zip(picked, self._last_step, strict=True)]
 
@@ -75,7 +78,28 @@ class WindowGraph:
 
     def reference(self, model: Any, sequence: np.ndarray) -> dict[str, np.ndarray]:
         """What `model` gives on each timestep's window of `sequence`, padded as `pad_sequences` pads."""
-        windows = keras.utils.pad_sequences(
-            [sequence[: t + 1] for t in range(len(sequence))], maxlen=self.window, dtype="float32"
+        return self.references(model, [sequence])[0]
+
+    def references(self, model: Any, sequences: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """`reference` of each sequence, the windows of all of them through `model` together in as few calls as
+        TIMESTEPS_PER_CALL allows: a window's answer does not depend on the others in its batch, and an eager call
+        costs about as much for one window as for hundreds (Keras runs a recurrent layer's loop over time op by op)."""
+        windows = np.concatenate(
+            [
+                keras.utils.pad_sequences(
+                    [sequence[: t + 1] for t in range(len(sequence))], maxlen=self.window, dtype="float32"
+                )
+                for sequence in sequences
+            ]
         )
-        return {spec.name: np.asarray(v) for (spec, _), v in zip(self.outputs, self.call(windows, model), strict=True)}
+        per_call = max(1, TIMESTEPS_PER_CALL // self.window)
+        calls = [
+            [np.asarray(value) for value in self.call(windows[start : start + per_call], model)]
+            for start in range(0, len(windows), per_call)
+        ]
+        joined = [np.concatenate(parts) for parts in zip(*calls, strict=True)]
+        ends = np.cumsum([len(sequence) for sequence in sequences])
+        return [
+            {spec.name: rows[end - len(sequence) : end] for (spec, _), rows in zip(self.outputs, joined, strict=True)}
+            for sequence, end in zip(sequences, ends, strict=True)
+        ]
