@@ -19,7 +19,7 @@ export PYTHONPATH := handler:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv preflight model run lint test bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
+.PHONY: help venv venv-run preflight model run lint test bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
 
 help:
 	@echo "make run          serve the demo model (or MODEL=path/to/model.keras, .h5 or SavedModel dir) on http://127.0.0.1:$(PORT)"
@@ -31,22 +31,23 @@ help:
 	@echo "make bench        measure latency, compute, cold start and DynamoDB cost on the bundle"
 	@echo "make bench-peer   carryover vs TorchServe 0.12.0 stateful inference, same model, side by side"
 	@echo "make build        sam build: the Lambda zip and its layers, into .aws-sam/build"
-	@echo "make deploy       build, then sam deploy (guided the first time, then from samconfig.toml)"
-	@echo "make smoke URL=…  call a deployed API with the client, signed with your AWS credentials"
-	@echo "make example      stream a sequence through the local API and chart it (docs/stream.png)"
+	@echo "make deploy       check AWS credentials and region, build, then sam deploy (guided the first time)"
+	@echo "make smoke URL=…  call a deployed API with the client, signed with your AWS credentials (REGION=...)"
+	@echo "make example      stream a sequence through the local API and chart it (.build/stream.png; OUT=...)"
 	@echo "make clean-state  forget every user's state kept by the local API (.build/state.sqlite3)"
 
+# Two pinned sets in one environment: what serving and exporting need (make run, make model), and the
+# development tools on top (make test, make bench, ...), each installed once.
+venv-run: $(VENV)/.installed-run
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock
-	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
-	@echo "==> installing $$(grep -c '==' requirements.lock) pinned packages into $(VENV) (once; about a minute)"
-	@start=$$SECONDS; $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet pip==25.3 && \
-	$(VENV)/bin/pip install --no-deps -r requirements.lock 2>&1 | awk -v total=$$(grep -c '==' requirements.lock) \
-		'/^Collecting/ {n++; printf "\r    %d/%d %-50s", n, total, $$2; fflush()} /ERROR|error:/ {print} \
-		 /^Installing collected/ {printf "\n    unpacking...\n"; fflush()}' && \
-	$(VENV)/bin/pip install --quiet --no-deps -e client && \
-	echo "==> installed in $$((SECONDS - start)) s"
+$(VENV)/.installed-run: requirements-run.lock
+	@$(PYTHON) infra/install.py $(VENV) requirements-run.lock "serving and exporting"
+	@touch $@
+
+$(VENV)/.installed: requirements.lock $(VENV)/.installed-run
+	@$(PYTHON) infra/install.py $(VENV) requirements.lock "development and tests"
+	@$(VENV)/bin/pip install --quiet --no-deps -e client
 	@touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
@@ -59,7 +60,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 preflight:
 	@$(PYTHON) infra/local/preflight.py $(PORT) $(filter-out $(DEMO_MODEL),$(MODEL))
 
-$(DEMO_MODEL): layers/exporter/demo.py | venv
+$(DEMO_MODEL): layers/exporter/demo.py | venv-run
 	@$(PY) -m layers.exporter.demo $@
 
 ifneq ($(MODEL),$(DEMO_MODEL))
@@ -74,6 +75,7 @@ endif
 # Which model the bundle was made from: a different MODEL is a different bundle even if older on disk.
 # MODE=carry|window and WINDOW=n choose how the model is served (default: from the model; see README);
 # NEXT=path or PREVIOUS=path keeps a second version in the bundle ("Ship a retrained model" in the README).
+# SEQUENCES=n: how many random chunked sequences the export verifies each engine on (default 50).
 COMPANION := $(or $(NEXT),$(PREVIOUS))
 SOURCE := $(abspath $(MODEL)) $(MODE) $(WINDOW) next=$(abspath $(NEXT)) previous=$(abspath $(PREVIOUS))
 $(BUILD)/model-source: FORCE
@@ -82,9 +84,10 @@ $(BUILD)/model-source: FORCE
 # A SavedModel directory (MODEL=path/to/dir) is as new as the newest file in it.
 model_files = $(if $(wildcard $(1)/saved_model.pb),$(shell find $(1) -type f),$(1))
 
-$(BUNDLE)/manifest.json: $(call model_files,$(MODEL)) $(call model_files,$(COMPANION)) $(BUILD)/model-source $(EXPORTER) | venv
+$(BUNDLE)/manifest.json: $(call model_files,$(MODEL)) $(call model_files,$(COMPANION)) $(BUILD)/model-source $(EXPORTER) | venv-run
 	@$(PY) -m layers.exporter.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW)) \
-		$(if $(NEXT),--next $(NEXT)) $(if $(PREVIOUS),--previous $(PREVIOUS))
+		$(if $(NEXT),--next $(NEXT)) $(if $(PREVIOUS),--previous $(PREVIOUS)) \
+		$(if $(SEQUENCES),--sequences $(SEQUENCES))
 
 model: $(BUNDLE)/manifest.json
 
@@ -99,10 +102,12 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict handler client/carryover_client
 
+# The suite on every core (at most 4), a test file per worker at a time: each worker exports the test models its
+# files use, once.
 test: lint $(CHECKOV_VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
-bench: model
+bench: model venv
 	$(PY) -m tests.benchmarks.bench $(BUNDLE)
 
 # The peer (opt-in; about 1 GB and 1.5 min to install, once; needs java): TorchServe 0.12.0's stateful inference
@@ -117,23 +122,29 @@ $(PEER_VENV)/.installed: requirements-peer.lock
 	echo "==> installed in $$((SECONDS - start)) s"
 	@touch $@
 
-bench-peer: model $(PEER_VENV)/.installed
+bench-peer: model venv $(PEER_VENV)/.installed
 	$(PY) -m tests.benchmarks.peer $(BUNDLE) --venv $(PEER_VENV)
 
-build: model
-	MODEL_BUNDLE_DIR="$(abspath $(BUNDLE))" $(SAM) build --template template.yaml
-	du -sh .aws-sam/build/*/
+# sam's closing advice (sam deploy --guided, ...) bypasses this Makefile: it is cut, and ours follows.
+build: model venv
+	@MODEL_BUNDLE_DIR="$(abspath $(BUNDLE))" $(SAM) build --template template.yaml | sed '/^Commands you can use next/,$$d'
+	@du -sh .aws-sam/build/*/
+	@echo "next: make deploy (checks your AWS credentials and region first)"
 
 # Guided the first time (it saves the answers to samconfig.toml, region included), then from samconfig.toml.
-deploy: build
+deploy: venv
+	@$(PY) -m infra.aws_check
+	@$(MAKE) --no-print-directory build
 	@if grep -q '^region' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 smoke: venv
-	@test -n "$(URL)" || { echo "usage: make smoke URL=https://<api-id>.execute-api.<region>.amazonaws.com" >&2; exit 1; }
-	@$(PY) -m examples.smoke "$(URL)"
+	@test -n "$(URL)" || { echo "usage: make smoke URL=https://<api-id>.execute-api.<region>.amazonaws.com [REGION=...]" >&2; exit 1; }
+	@$(PY) -m examples.smoke "$(URL)" $(if $(REGION),--region $(REGION))
 
-example: model
-	$(PY) -m examples.stream_chart $(BUNDLE) docs/stream.png
+# The chart goes under .build/: the README's docs/stream.png changes only when asked (OUT=docs/stream.png).
+OUT ?= $(BUILD)/stream.png
+example: model venv
+	@$(PY) -m examples.stream_chart $(BUNDLE) $(OUT)
 
 openapi: venv
 	$(PY) -m carryover.http.openapi > openapi.json
@@ -142,6 +153,11 @@ lock: venv
 	$(VENV)/bin/pip install --quiet -r <(grep -v '^tf-keras' requirements.in)
 	$(VENV)/bin/pip install --quiet --no-deps $$(grep '^tf-keras' requirements.in)
 	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet pip==25.3
+	.venv-lock/bin/pip install --quiet -r <(grep -v '^tf-keras' requirements-run.in) -c requirements.lock
+	.venv-lock/bin/pip install --quiet --no-deps $$(grep '^tf-keras' requirements-run.in)
+	{ sed -n '1,2p' requirements-run.lock; .venv-lock/bin/pip freeze; } > requirements-run.lock.new
+	mv requirements-run.lock.new requirements-run.lock && rm -rf .venv-lock
 
 clean-state:
 	rm -f $(BUILD)/state.sqlite3 $(BUILD)/state.sqlite3-wal $(BUILD)/state.sqlite3-shm

@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     region = args.region or region_of(args.url)
     if args.auth == "iam" and region is None:
-        sys.exit("smoke failed: no region in the URL; give --region")
+        sys.exit("smoke failed: no region in the URL; give it: make smoke URL=... REGION=eu-west-1")
     client = Client(args.url, auth=SigV4(region) if args.auth == "iam" and region else None, retries=3)
     try:
         smoke(client)

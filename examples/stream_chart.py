@@ -3,8 +3,8 @@ against the same whole sequence run through the original Keras model.
 
     python -m examples.stream_chart BUNDLE_DIR OUT.png [--url URL]
 
-Without --url it starts the local API (embedded store) on a free port. The bundle's `model.keras` is the
-original model.
+Without --url it starts the local API (embedded store) on a free port, quiet unless LOG_LEVEL=DEBUG. The
+bundle's `model.keras` is the original model.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from carryover_client import Client
 
 from carryover.keras_model.carry import CarryGraph
 from carryover.manifest import Manifest
+from infra.local.quiet import quiet_unless_debug
 
 
 def sensor_sequence(length: int, features: int, seed: int = 3) -> np.ndarray:
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--url", help="a running API (default: start the local one)")
     args = parser.parse_args()
+    quiet_unless_debug()
     worst = stream_and_chart(args.bundle, args.out, args.url)
     print(f"chart written to {args.out}; largest difference from Keras {worst:.2e}")
 

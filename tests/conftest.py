@@ -57,16 +57,24 @@ def exported(
     return Served(model if reference is None else reference, graph, out, bundles, done.translated)
 
 
+class Zoo(dict[str, Served]):
+    """The test models of `tests/models.py` by key, each built and exported the first time a test asks for it,
+    once per run: a run of a few tests exports only what they use."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self._root = root
+
+    def __missing__(self, key: str) -> Served:
+        source = self._root / f"{key}.keras"
+        BUILDERS[key]().save(source)
+        found = self[key] = exported(source, self._root / key, mode=ASKED_MODES.get(key))
+        return found
+
+
 @pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Served]:
-    root = tmp_path_factory.mktemp("models")
-    found = {}
-    for key, build in BUILDERS.items():
-        model = build()
-        source = root / f"{key}.keras"
-        model.save(source)
-        found[key] = exported(source, root / key, mode=ASKED_MODES.get(key))
-    return found
+def served(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
+    return Zoo(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -33,8 +33,15 @@ class ApiError(Exception):
     """The API refused the request (or kept failing): its status, error code and message."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
+        super().__init__(f"{status} {code}: {message}" if status else f"{code}: {message}")  # 0: never sent
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+
+def _numbers(value: Any) -> Any:
+    """Rows as JSON numbers, however nested (numpy values included)."""
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return [_numbers(inner) for inner in value]
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class Prediction:
     state: str  # where this request started from: new, continued or reset
     model: dict[str, str]
     replayed: bool  # True when the answer is the recorded one of an earlier attempt with the same key
+    real_rows: list[int] | None = None  # window mode: how many rows of each timestep's window were the user's
+    versions: list[dict[str, Any]] | None = None  # a bundle keeping a second model: where its state started
 
 
 class Auth(Protocol):
@@ -96,22 +105,19 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self._auth, self._timeout, self._retries, self._backoff, self._sleep = auth, timeout, retries, backoff, sleep
 
-    def predict(
-        self, user_id: str, inputs: Sequence[Sequence[float]], reset: bool = False, key: str | None = None
-    ) -> Prediction:
-        """Applies `inputs` (one row per timestep) on top of the user's state, once: every retry carries the
-        same Idempotency-Key (a new one unless given)."""
-        body = json.dumps({"inputs": [[float(value) for value in row] for row in inputs], "reset": reset}).encode()
+    def predict(self, user_id: str, inputs: Sequence[Any], reset: bool = False, key: str | None = None) -> Prediction:
+        """Applies `inputs` (one row per timestep, or one token id, or one nested frame) on top of the user's
+        state, once: every retry carries the same Idempotency-Key (a new one unless given)."""
+        body = json.dumps({"inputs": _numbers(list(inputs)), "reset": reset}).encode()
         headers = {"idempotency-key": key or uuid.uuid4().hex}
         answer, reply_headers = self._request("POST", f"/users/{quote(user_id, safe='')}/predict", body, headers)
         return Prediction(
             outputs=answer["outputs"], steps=answer["steps"], state=answer["state"], model=answer["model"],
-            replayed=reply_headers.get("idempotent-replayed") == "true",
+            replayed=reply_headers.get("idempotent-replayed") == "true", real_rows=answer.get("real_rows"),
+            versions=answer.get("versions"),
         )  # fmt: skip
 
-    def stream(
-        self, user_id: str, rows: Sequence[Sequence[float]], chunk: int = 10, reset: bool = False
-    ) -> Iterator[Prediction]:
+    def stream(self, user_id: str, rows: Sequence[Any], chunk: int = 10, reset: bool = False) -> Iterator[Prediction]:
         """Sends `rows` in chunks of `chunk` timesteps, in order, each chunk once; `reset` starts from zeros."""
         for start in range(0, len(rows), chunk):
             yield self.predict(user_id, rows[start : start + chunk], reset=reset and start == 0)

@@ -24,6 +24,10 @@ IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
+
+
 def parse_user_id(user_id: str) -> str:
     if not USER_ID.fullmatch(user_id):
         raise InvalidRequest(f"user_id: expected {USER_ID_RULE}")
@@ -66,7 +70,7 @@ class PredictRequest(BaseModel):
             raise ValueError(f"expected at most {max_timesteps} timesteps, got {len(rows)}")
         for index, row in enumerate(rows):
             if len(row) != features:
-                raise ValueError(f"row {index} has {len(row)} values, expected {features} features")
+                raise ValueError(f"row {index} has {_count(len(row), 'value')}, expected {_count(features, 'feature')}")
             if any(abs(value) > FLOAT32_MAX for value in row):
                 raise ValueError(f"row {index} has a value outside the float32 range")
             vocabulary = context.get("vocabulary")

@@ -16,22 +16,17 @@ import sys
 import threading
 from pathlib import Path
 
+from infra.local.quiet import quiet_unless_debug
+
 STATE_FILE = Path(".build/state.sqlite3")
 DURABILITY = {"process": "survives the server being killed", "machine": "survives an OS crash or power cut"}
-
-
-def _quiet_unless_debug() -> None:
-    """The terminal shows one line a request; LOG_LEVEL=DEBUG brings back the structured logs and metrics."""
-    os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOG_LEVEL") or "ERROR"
-    if os.environ["POWERTOOLS_LOG_LEVEL"].upper() != "DEBUG":
-        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     args = parser.parse_args()
-    _quiet_unless_debug()
+    quiet_unless_debug()
     from carryover.config import ConfigurationError  # after the log level is set: Powertools reads it on import
     from infra.local.journal import JOURNAL, import_journal
     from infra.local.stack import StackError, start_stack

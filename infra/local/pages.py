@@ -26,5 +26,6 @@ def api_pages(manifest: Manifest, max_timesteps: int) -> dict[str, Page]:
     )
     return {
         "/openapi.json": Page("application/json", spec.encode()),
+        "/docs?format=json": Page("application/json", spec.encode()),  # as Powertools' own Swagger UI page serves
         "/docs": Page("text/html; charset=utf-8", html.encode()),
     }

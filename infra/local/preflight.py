@@ -1,13 +1,16 @@
 """Checks what `make run` needs before any slow step, with the system's Python and its standard library only:
-the port is free, and a given MODEL exists (a file, or a SavedModel directory).
+the port is free, a given MODEL exists (a file, or a SavedModel directory), and a `.keras` file has the one
+input served (read from its config in a second, where loading it would take twenty).
 
     python3 infra/local/preflight.py PORT [MODEL]
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
+import zipfile
 from pathlib import Path
 
 MISSING = "no such file or directory; give the path of a .keras or .h5 file, or of a SavedModel directory"
@@ -16,13 +19,31 @@ MISSING = "no such file or directory; give the path of a .keras or .h5 file, or 
 def problems(port: int, model: str | None) -> list[str]:
     found = []
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the server binds: a port whose last connections are in TIME-WAIT (a server just stopped) is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
             found.append(f"port {port} is in use: stop what listens there, or choose another with PORT=...")
     if model and not Path(model).exists():
         found.append(f"MODEL={model}: {MISSING}")
+    elif model and (inputs := keras_inputs(Path(model))) and inputs > 1:
+        found.append(f"MODEL={model}: the model has {inputs} inputs; carryover serves models with one input")
     return found
+
+
+def keras_inputs(path: Path) -> int | None:
+    """How many inputs a `.keras` file's model takes, from its config.json; None when that cannot be told
+    here (another format, or a config this does not know: the exporter then says what it finds)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return None
+    layers = config.get("config", {}).get("input_layers") if isinstance(config, dict) else None
+    if not isinstance(layers, list) or not layers:
+        return None
+    return len(layers) if isinstance(layers[0], list) else 1  # one input is stored as [name, 0, 0]
 
 
 def main() -> None:

@@ -296,7 +296,7 @@ class LocalApi:
         for name, value in request.headers:
             key = name.decode("latin-1").lower()
             headers[key] = f"{headers[key]},{value.decode('latin-1')}" if key in headers else value.decode("latin-1")
-        page = self._pages.get(urlsplit(target).path) if method == "GET" else None
+        page = (self._pages.get(target) or self._pages.get(urlsplit(target).path)) if method == "GET" else None
         try:
             if sum(len(name) + len(value) + 4 for name, value in request.headers) > MAX_HEADER_BYTES:
                 raise HttpRefusal("headers_too_large", f"request headers: more than {MAX_HEADER_BYTES} bytes")

@@ -157,3 +157,12 @@ def test_smoke_passes_against_a_running_api(local, capsys):
         "ok   delete",
     ]
     assert region_of("https://a1b2c3.execute-api.eu-west-1.amazonaws.com") == "eu-west-1"
+
+
+def test_window_answers_keep_how_many_rows_were_real(served):
+    """The client keeps what window mode says of each answer: how many rows of its window were the user's."""
+    classifier = served["classifier"]
+    with local_api(classifier.path, classifier.bundles["litert"], "client-window") as (url, _):
+        rows = scenarios.sequence(classifier, np.random.default_rng(4), 10)
+        answers = list(Client(url).stream(scenarios.new_user(), rows.tolist(), chunk=4))
+    assert [answer.real_rows for answer in answers] == [[1, 2, 3, 4], [5, 6, 7, 8], [8, 8]]

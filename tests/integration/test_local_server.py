@@ -179,6 +179,8 @@ def test_openapi_and_docs_are_served(stack, served):
     connection.request("GET", "/docs")
     response = connection.getresponse()
     assert response.status == 200 and b"swagger-ui" in response.read()
+    as_json = client.request("GET", "/docs?format=json")
+    assert as_json.headers["content-type"] == "application/json" and as_json.body == document
 
 
 def test_embedded_store_keeps_state_across_restarts(served, tmp_path):

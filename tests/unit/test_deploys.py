@@ -57,15 +57,11 @@ class Version:
         self.model, self.graph = graph_for(model, MODES["carry"], None)
         self.manifest = manifest
 
-    def outputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return self.graph.reference(self.model, rows)
-
-    def state(self, rows: np.ndarray) -> list[np.ndarray]:
-        """The state this version reaches over `rows` from zero, as the store lays it out."""
-        self.graph.reference(self.model, rows)  # leaves Keras' own final state in the stateful layers
-        return [
-            np.asarray(value)[0] for spec in self.manifest.states for value in self.model.get_layer(spec.layer).states
-        ]
+    def run(self, rows: np.ndarray) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+        """What this version answers over `rows` from zero, and the state it reaches, as the store lays it out."""
+        outputs = self.graph.reference(self.model, rows)  # leaves Keras' own final state in the stateful layers
+        layers = [self.model.get_layer(spec.layer) for spec in self.manifest.states]
+        return outputs, [np.asarray(value)[0] for layer in layers for value in layer.states]
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +164,12 @@ def test_both_steps_of_a_rollout_serving_at_once_keep_both_versions_exact(bundle
 def check_user(versions: dict[str, Version], items: DynamoDBItems, done: list[Any]) -> None:
     whole = np.concatenate([rows for _, rows, _ in done])
     assert [steps for steps, _, _ in done] == list(np.cumsum([len(rows) for _, rows, _ in done]))
-    full = {name: version.outputs(whole) for name, version in versions.items()}
+    runs = {name: version.run(whole) for name, version in versions.items()}
     by_version = {version.manifest.version: name for name, version in versions.items()}
     for steps, rows, body in done:
         answered = by_version[body["model"]["version"]]
         assert body["state"] in ("new", "continued")
-        assert_matches(body["outputs"], {n: v[steps - len(rows) : steps] for n, v in full[answered].items()})
+        assert_matches(body["outputs"], {n: v[steps - len(rows) : steps] for n, v in runs[answered][0].items()})
         (other,) = body["versions"]
         assert other["state"] in ("new", "continued") and other["steps"] == steps
     item = items.saved(done[-1][2]["user_id"], "ranker")
@@ -182,7 +178,7 @@ def check_user(versions: dict[str, Version], items: DynamoDBItems, done: list[An
     for name, version in versions.items():
         saved = version.manifest.unpack_state(blobs[version.manifest.version])
         assert saved is not None
-        expected = version.state(whole)
+        expected = runs[name][1]
         assert max(float(np.max(np.abs(a - b))) for a, b in zip(saved, expected, strict=True)) <= 1e-5, name
 
 
@@ -232,7 +228,7 @@ def test_with_history_rows_the_missed_rows_are_caught_up_exactly(bundles, table)
         bytes(item["versions"]["M"][versions["new"].manifest.version]["M"]["s"]["B"])
     )
     assert saved is not None
-    expected = versions["new"].state(rows)
+    _, expected = versions["new"].run(rows)
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(saved, expected, strict=True)) <= 1e-5
 
 
@@ -244,7 +240,7 @@ def test_a_new_version_without_a_state_replays_the_kept_rows(bundles, table):
     handler(root / "old", table, HISTORY_ROWS="5").predict("replay", rows[:6])
     reply = handler(root / "new", table, HISTORY_ROWS="5").predict("replay", rows[6:])
     assert reply.status == 200 and reply.body["state"] == "replayed" and reply.body["steps"] == 9
-    expected = versions["new"].outputs(rows[1:])  # the model over the 5 kept rows, then the new ones
+    expected, _ = versions["new"].run(rows[1:])  # the model over the 5 kept rows, then the new ones
     assert_matches(reply.body["outputs"], {name: values[5:] for name, values in expected.items()})
     without = handler(root / "new", table).predict("no-history", rows[:2])
     handler(root / "old", table).predict("no-history", rows[:2])

@@ -49,7 +49,13 @@ def test_event_files_drive_every_route(entrypoint):
 
     model = client.invoke(load_event("get_model.json"))
     assert model.status == 200
-    assert model.body["input"] == {"name": "num_input", "features": 8, "kind": "features", "vocabulary": None}
+    assert model.body["input"] == {
+        "name": "num_input",
+        "features": 8,
+        "kind": "features",
+        "vocabulary": None,
+        "shape": None,
+    }
     assert model.body["outputs"] == [{"name": "main_output", "units": 1, "per_timestep": True}]
     assert model.body["states"] == [{"layer": "lstm", "kind": "LSTM", "tensors": ["h", "c"], "shapes": [[320], [320]]}]
     assert model.body["version"] == predicted.body["model"]["version"] and model.body["engine"] == "litert"

@@ -196,10 +196,13 @@ def test_retry_after_delete_is_recognised_not_applied(backend):
     assert fresh.status == 200 and fresh.body["state"] == "new" and fresh.body["steps"] == 2
 
 
-def test_write_of_unknown_outcome_is_not_applied_twice(backend):
+@pytest.mark.parametrize("retries", [{}, {"CONFLICT_RETRIES": "0"}], ids=["retries left", "last attempt"])
+def test_write_of_unknown_outcome_is_not_applied_twice(backend, retries):
     """The PutItem lands, its answer is lost, botocore retries it: the retry's condition fails on our own
-    write, and the service recognises that write instead of applying it again."""
-    client = backend.make_client()
+    write, and the service recognises that write instead of applying it again. With no conflict retries left,
+    that write is still what the retry conflicted with: the request was applied, so it answers 200 (a 409 would
+    make the client send it again and apply it twice)."""
+    client = backend.make_client(**retries)
     assert predict(client, rows(2)).status == 200
     with backend.lost_answer() as fault:
         reply = predict(client, rows(3, seed=9))
@@ -207,18 +210,6 @@ def test_write_of_unknown_outcome_is_not_applied_twice(backend):
     assert reply.status == 200 and reply.body["steps"] == 5
     assert client.state(USER).body["steps"] == 5
     assert backend.items.saved(USER)["revision"]["N"] == "2"
-
-
-def test_write_whose_answer_was_lost_on_the_last_attempt_is_answered_as_applied(backend):
-    """With no conflict retries left, the lost answer's own write is what the retry conflicted with: the request
-    was applied, so it answers 200 (a 409 would make the client send it again and apply it twice)."""
-    client = backend.make_client(CONFLICT_RETRIES="0")
-    assert predict(client, rows(2)).status == 200
-    with backend.lost_answer() as fault:
-        reply = predict(client, rows(3, seed=9))
-    assert fault.lost == 1
-    assert reply.status == 200 and reply.body["steps"] == 5
-    assert client.state(USER).body["steps"] == 5
 
 
 @pytest.mark.parametrize("others", [1, 15])

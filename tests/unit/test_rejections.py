@@ -184,7 +184,7 @@ def test_token_model_takes_one_id_per_timestep_either_way(make_client, served):
         ([3, 50], ["timestep 1", "token 50", "0 to 49"]),
         ([3, -1], ["timestep 1", "-1"]),
         ([2.5], ["timestep 0", "2.5"]),
-        ([[3, 4]], ["row 0", "2 values", "1 features"]),
+        ([[3, 4]], ["row 0", "2 values", "expected 1 feature"]),
     ],
 )
 def test_token_outside_the_vocabulary_is_400_naming_it(make_client, dynamodb, inputs, words):
@@ -212,3 +212,8 @@ def test_a_frame_of_another_shape_is_400_naming_where(make_client, dynamodb, inp
     assert_error(reply, 400, "invalid_request", ["inputs", *words])
     assert raw_item(dynamodb, "watcher", model="frames") is None
     assert client.request("POST", "/users/watcher/predict", json.dumps({"inputs": [FRAME, FRAME]})).status == 200
+
+
+def test_a_count_of_one_reads_as_one(make_client):
+    reply = make_client("tokens").request("POST", "/users/reader/predict", json.dumps({"inputs": [[3, 4]]}))
+    assert reply.body["error"]["message"].endswith("row 0 has 2 values, expected 1 feature")

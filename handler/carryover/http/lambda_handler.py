@@ -4,12 +4,13 @@ every error answered in the one JSON shape (`errors`), one EMF metrics line per 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carryover.config import Settings
@@ -36,6 +37,35 @@ def refusal(error: ServiceError) -> Response[str]:
 def unexpected(_: Exception) -> Response[str]:
     logger.exception("unhandled error")
     return refusal(ServiceError("internal error"))
+
+
+class InstanceResolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver, holding the event it resolves itself. Powertools keeps it on its base class,
+    shared by every resolver in the process: right on Lambda, which gives a process one event at a time; wrong
+    for the local server, whose instances share one process, where a request would read another's path and body."""
+
+    _event: APIGatewayProxyEventV2
+    _context: LambdaContext
+
+    @property  # type: ignore[override]
+    def current_event(self) -> APIGatewayProxyEventV2:
+        return self._event
+
+    @current_event.setter
+    def current_event(self, event: APIGatewayProxyEventV2) -> None:
+        self._event = event
+
+    @property
+    def lambda_context(self) -> LambdaContext:
+        return self._context
+
+    @lambda_context.setter
+    def lambda_context(self, context: LambdaContext) -> None:
+        self._context = context
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        self._event, self._context = APIGatewayProxyEventV2(dict(event)), context
+        return super().resolve(event, context)
 
 
 def _answering(app: APIGatewayHttpResolver, route: Route, handlers: Handlers) -> Callable[..., Response[str]]:
@@ -97,8 +127,8 @@ def _event_refusal(problem: str) -> dict[str, Any]:
 
 
 def create_lambda_handler(service: PredictionService, settings: Settings) -> LambdaHandler:
-    """One handler per Lambda instance: the resolver holds the current event, so it serves one at a time."""
-    app = APIGatewayHttpResolver()
+    """One handler per Lambda instance: its resolver holds the current event, so it serves one at a time."""
+    app = InstanceResolver()
     handlers = Handlers(service, settings, service.engine.name)
     for route in ROUTES:
         app.route(route.rule, method=route.method)(_answering(app, route, handlers))
