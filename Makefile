@@ -15,14 +15,16 @@ PORT ?= 3000
 # What an export depends on: the bundle is rebuilt only when the model, its path or one of these changed.
 EXPORTER := $(wildcard layers/exporter/*.py handler/carryover/engine/*.py handler/carryover/keras_model/*.py) \
 	handler/carryover/manifest.py handler/carryover/modes.py
-export PYTHONPATH := handler:.
+export PYTHONPATH := handler:.:client
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv venv-run preflight model run lint test bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
+.PHONY: help venv venv-run preflight model run stream-deps send lint test bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
 
 help:
 	@echo "make run          serve the demo model (or MODEL=path/to/model.keras, .h5 or SavedModel dir) on http://127.0.0.1:$(PORT)"
+	@echo "make run STREAM=1 also a local Kinesis stream (kinesalite; needs Node.js) applied by the stream function"
+	@echo "make send         put records of the demo on the local stream (USER_ID=..., RECORDS=n) and show the answers"
 	@echo "make test         lint (ruff, mypy) and run the whole test suite"
 	@echo "make model        export MODEL (default: the demo; .keras, .h5 or a SavedModel dir) into a verified bundle at $(BUNDLE)"
 	@echo "                  MODE=carry|window WINDOW=n: how it is served (default: chosen from the model)"
@@ -91,8 +93,23 @@ $(BUNDLE)/manifest.json: $(call model_files,$(MODEL)) $(call model_files,$(COMPA
 
 model: $(BUNDLE)/manifest.json
 
-run: preflight model
-	@PORT=$(PORT) $(PY) -m infra.local $(BUNDLE)
+# STREAM=1: kinesalite (pinned in infra/local/kinesis/package-lock.json, installed there with npm ci, once).
+KINESIS_DIR := infra/local/kinesis
+KINESIS_PORT ?= 4567
+
+$(KINESIS_DIR)/node_modules/.installed: $(KINESIS_DIR)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "STREAM=1 needs Node.js 18+ and npm for kinesalite: apt-get install nodejs npm (or https://nodejs.org)" >&2; exit 1; }
+	@echo "==> installing kinesalite 3.3.3 into $(KINESIS_DIR)/node_modules (once)"
+	@cd $(KINESIS_DIR) && npm ci --omit=optional --no-audit --no-fund --loglevel=error
+	@touch $@
+
+stream-deps: $(if $(filter 1,$(STREAM)),$(KINESIS_DIR)/node_modules/.installed)
+
+run: preflight model stream-deps
+	@PORT=$(PORT) STREAM=$(STREAM) KINESIS_PORT=$(KINESIS_PORT) $(PY) -m infra.local $(BUNDLE)
+
+send: venv-run
+	@$(PY) -m infra.local.send --endpoint http://127.0.0.1:$(KINESIS_PORT) $(if $(USER_ID),--user $(USER_ID)) $(if $(RECORDS),--records $(RECORDS))
 
 LINTED := handler layers infra client examples tests
 
@@ -104,7 +121,7 @@ lint: venv
 
 # The suite on every core (at most 4), a test file per worker at a time: each worker exports the test models its
 # files use, once.
-test: lint $(CHECKOV_VENV)/.installed
+test: lint $(CHECKOV_VENV)/.installed $(KINESIS_DIR)/node_modules/.installed
 	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 bench: model venv

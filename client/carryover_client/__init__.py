@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-__all__ = ["ApiError", "Bearer", "Client", "Prediction", "SigV4"]
+__all__ = ["ApiError", "Bearer", "Client", "Prediction", "Put", "Records", "SigV4"]
 
 RETRIED_STATUSES = {429, 502, 503, 504}
 RETRIED_CODES = {"state_conflict"}  # a 409 that a later attempt can get past; other 409s are answers
@@ -182,3 +182,35 @@ class Client:
             retry_after = reply.get("retry-after", "")
             raise ApiError(failed.code, code, message, float(retry_after) if retry_after.isdigit() else None) from None
         return (json.loads(raw) if raw else None), {k.lower(): v for k, v in reply.items()}
+
+
+@dataclass(frozen=True)
+class Put:
+    """Where a record landed on the stream: its shard and sequence number (the record's identity)."""
+
+    shard_id: str
+    sequence_number: str
+
+
+class Records:
+    """Puts records on the stream the stream function applies: `{"user_id", "inputs", "reset"}` JSON, the user id
+    as partition key, so that a user's records stay in order (one user's `put_many` goes out as one PutRecord
+    each, in order: PutRecords may reorder the records it retries). `endpoint_url`: a Kinesis-compatible server
+    (the local stack's kinesalite); credentials and region come from the environment, as for SigV4."""
+
+    def __init__(self, stream_name: str, region: str | None = None, endpoint_url: str | None = None) -> None:
+        from botocore.session import Session
+
+        self._stream = stream_name
+        self._kinesis: Any = Session().create_client("kinesis", region_name=region, endpoint_url=endpoint_url)
+
+    def put(self, user_id: str, inputs: Sequence[Any], reset: bool = False) -> Put:
+        """One record: `inputs` are rows of features (lists, or a numpy array), or token ids."""
+        record = {"user_id": user_id, "inputs": inputs, "reset": reset}
+        data = json.dumps(record, default=lambda value: value.tolist())  # numpy arrays and numbers
+        answer = self._kinesis.put_record(StreamName=self._stream, Data=data.encode(), PartitionKey=user_id)
+        return Put(answer["ShardId"], answer["SequenceNumber"])
+
+    def put_many(self, user_id: str, rows: Any, chunk: int = 10) -> list[Put]:
+        """The user's rows (a list of rows, or a numpy array) as records of `chunk` rows each, in order."""
+        return [self.put(user_id, rows[start : start + chunk]) for start in range(0, len(rows), chunk)]

@@ -34,6 +34,9 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10 * 1_048_576)
     auth_mode: Literal["IAM", "JWT", "NONE"] = "IAM"
     tracing: bool = False  # X-Ray through Powertools Tracer; off, the X-Ray SDK is never imported
+    failure_queue_url: str | None = None  # the stream function's SQS queue for records it cannot apply
+    answers_stream: str | None = None  # the Kinesis stream the stream function publishes answers to (None: none)
+    kinesis_endpoint: AnyHttpUrl | None = None  # a Kinesis-compatible endpoint (the local stack's kinesalite)
     dynamodb_endpoint: AnyHttpUrl | None = None
     dynamodb_connect_timeout: float = Field(default=1.0, gt=0, le=10)
     dynamodb_read_timeout: float = Field(default=2.0, gt=0, le=10)

@@ -20,6 +20,8 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 STORE_UNAVAILABLE = "StoreUnavailable"  # a request answered 503: DynamoDB unreachable or refusing
 WRITE_CONFLICTS = "StateWriteConflicts"  # a conditional write lost to another writer (retried)
 TIMESTEPS = "Timesteps"  # timesteps applied
+STREAM_RECORDS_APPLIED = "StreamRecordsApplied"  # stream records applied to users' states
+STREAM_RECORDS_REFUSED = "StreamRecordsRefused"  # stream records sent to the failure queue
 DIVERGENCE = "VersionDivergence"  # the largest difference between the outputs of a bundle's two models
 # Where each request's state started, per model: State<Origin> for the model that answers (StateNew,
 # StateContinued, StateReset, StateReplayed, StateCaughtUp), Companion<...> for the bundle's other model

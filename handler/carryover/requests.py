@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from functools import cached_property
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
@@ -81,7 +81,7 @@ class PredictRequest(BaseModel):
         return rows
 
     @classmethod
-    def parse(cls, body: str | None, manifest: Manifest, max_timesteps: int) -> PredictRequest:
+    def parse(cls, body: str | None, manifest: Manifest, max_timesteps: int) -> Self:
         if not body:
             raise InvalidJson("request body: expected a JSON object")
         context = {
@@ -139,6 +139,12 @@ def _frame_values(row: Any, shape: tuple[int, ...], index: int) -> list[Any]:
 
     visit(row, 0, "")
     return values
+
+
+class RecordBody(PredictRequest):
+    """A stream record: a request with its user, `{"user_id": ..., "inputs": [...], "reset": false}`."""
+
+    user_id: str
 
 
 def _request_error(error: Any) -> InvalidRequest:

@@ -5,7 +5,8 @@ Environment: PORT (default 3000), STATE_FILE (the SQLite file the state is kept 
 .build/state.sqlite3), LOCAL_DURABILITY (process: a write answered survives the server being killed; machine:
 an OS crash or power cut too, an fsync per commit), DYNAMODB_ENDPOINT (a DynamoDB-compatible endpoint instead
 of SQLite), TABLE_NAME (default carryover-local), LOCAL_INSTANCES (most handler instances at once, default 64),
-LOG_LEVEL (DEBUG shows the handler's structured logs and metrics).
+LOG_LEVEL (DEBUG shows the handler's structured logs and metrics), STREAM=1 (also kinesalite on KINESIS_PORT,
+default 4567, and the stream function polling it; `make send` puts records).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def main() -> None:
     quiet_unless_debug()
     from carryover.config import ConfigurationError  # after the log level is set: Powertools reads it on import
     from infra.local.journal import JOURNAL, import_journal
-    from infra.local.stack import StackError, start_stack
+    from infra.local.stack import STREAM_FAILURES, StackError, start_stack
+    from infra.local.stream import ANSWERS_STREAM, EVENTS_STREAM, StreamError
 
     endpoint = os.environ.get("DYNAMODB_ENDPOINT") or None
     state_file = Path(os.environ.get("STATE_FILE") or STATE_FILE)
@@ -50,8 +52,9 @@ def main() -> None:
             state_file=state_file,
             durability=durability,  # type: ignore[arg-type]  # checked above
             log=lambda line: print(line, flush=True),
+            stream_port=int(os.environ.get("KINESIS_PORT") or 4567) if os.environ.get("STREAM") == "1" else None,
         )
-    except (ConfigurationError, StackError, ValueError, OSError) as error:
+    except (ConfigurationError, StackError, StreamError, ValueError, OSError) as error:
         sys.exit(f"cannot start: {error}")
     url, bundle = stack.api.url, stack.settings.model_bundle
     store = stack.store
@@ -66,6 +69,9 @@ def main() -> None:
     print(f"       -d '{{\"inputs\": {example}}}'")
     print(f"  curl -s {url}/users/alice/state")
     print(f"  curl -s {url}/model")
+    if stack.stream is not None:
+        print(f"stream: kinesalite at {stack.stream.endpoint}: records on {EVENTS_STREAM}, answers on {ANSWERS_STREAM}")
+        print(f"  records that cannot be applied: {STREAM_FAILURES}; put records with: make send")
     print("requests (method, path, status, time, state or error):", flush=True)
     try:
         threading.Event().wait()

@@ -12,16 +12,23 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from carryover.composition import build_client, build_service, lifetimes
+from carryover.bundle import ModelBundle
+from carryover.composition import build_client, build_consumer, build_service, build_store, lifetimes
 from carryover.config import Settings
+from carryover.core.service import PredictionService
 from carryover.http.lambda_handler import create_lambda_handler
 from carryover.manifest import Manifest
 from carryover.store import StateStore
 from carryover.store.dynamodb import utc_now
 from carryover.store.sqlite import Durability, SQLiteStateStore
+from carryover.stream.lambda_handler import StreamHandler, create_stream_handler
+from carryover.stream.sinks import FileFailures, StreamAnswers
 from infra.local.pages import api_pages
 from infra.local.server import LocalApi
+from infra.local.stream import ANSWERS_STREAM, LocalStream, StreamError, kinesis_client, start_stream
 from infra.table import ensure_table
+
+STREAM_FAILURES = Path(".build/stream-failures.jsonl")  # the local stream's failure queue
 
 
 class StackError(RuntimeError):
@@ -35,8 +42,11 @@ class LocalStack:
     store: str  # where the state is kept, for people
     state_file: Path | None  # the SQLite file; None when the state is in DynamoDB
     _close: Callable[[], None]
+    stream: LocalStream | None = None
 
     def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
         self.api.stop()
         self._close()
 
@@ -102,10 +112,14 @@ def start_stack(
     state_file: Path | None = None,
     durability: Durability = "process",
     log: Callable[[str], None] | None = None,
+    stream_port: int | None = None,
+    stream_failures: Path = STREAM_FAILURES,
 ) -> LocalStack:
     """Starts everything in this process; `port=0` picks a free port. With `dynamodb_endpoint` the state is kept
     there (the table created if missing); otherwise in SQLite at `state_file`, or in a temporary file removed at
-    stop when none is given. `log` gets one line a request."""
+    stop when none is given. `log` gets one line a request. With `stream_port`, kinesalite on that port and the
+    stream function polling it (`infra.local.stream`), on the same store, records it cannot apply appended to
+    `stream_failures`."""
     given = {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": dynamodb_endpoint, "ENGINE": engine}
     settings = Settings.from_env(os.environ | {key: value for key, value in given.items() if value})
     if dynamodb_endpoint:
@@ -113,7 +127,9 @@ def start_stack(
         kept = _Store(None, f"DynamoDB at {dynamodb_endpoint}, table {table}", lambda: None)
     else:
         kept = _sqlite(settings, state_file, durability)
-    service = build_service(settings, store=kept.store)
+    bundle_loaded = ModelBundle.load(settings.model_bundle, settings.engine)
+    store = kept.store or build_store(settings, bundle_loaded)
+    service = build_service(settings, bundle_loaded, store=store)
     api = LocalApi(
         lambda: create_lambda_handler(service, settings),
         port=port,
@@ -123,7 +139,31 @@ def start_stack(
     )
     try:
         api.start_background()
-    except OSError:
+        stream = (
+            None
+            if stream_port is None
+            else _stream(settings, service, store, stream_port, stream_failures, log or print)
+        )
+    except (OSError, StreamError):
+        api.stop()
         kept.close()
         raise
-    return LocalStack(api, settings, kept.where, kept.path, kept.close)
+    return LocalStack(api, settings, kept.where, kept.path, kept.close, stream)
+
+
+def _stream(
+    settings: Settings,
+    service: PredictionService,
+    store: StateStore,
+    port: int,
+    failures: Path,
+    log: Callable[[str], None],
+) -> LocalStream:
+    """The stream function on the local stream: failures to a file, answers to kinesalite."""
+    failures.parent.mkdir(parents=True, exist_ok=True)
+
+    def handler_for(endpoint: str) -> StreamHandler:
+        answers = StreamAnswers(kinesis_client(endpoint), ANSWERS_STREAM)
+        return create_stream_handler(build_consumer(settings, service, store, FileFailures(failures), answers))
+
+    return start_stream(handler_for, port, failures, log)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,13 @@ import numpy as np
 from carryover.bundle import ModelBundle
 from carryover.composition import build_handler
 from carryover.config import Settings
-from carryover.engine import Engine, EngineResult, slide
+from carryover.engine import Batched, Engine, EngineResult, slide
 from carryover.manifest import Manifest
 from carryover.store.codec import item_bytes, item_key, read_units, write_units
 from infra.table import ensure_table
 from layers.exporter.export import export
 from tests.benchmarks import local_api as local
-from tests.benchmarks import report
+from tests.benchmarks import report, stream
 from tests.benchmarks.cold_start import cold_start_313
 from tests.benchmarks.deploy import USERS, simulate
 from tests.benchmarks.peer.torchserve import available
@@ -54,8 +55,9 @@ WINDOW_ENGINES = {"LiteRT engine": "litert", "TensorFlow engine": "tensorflow"}
 PRICES: dict[str, Any] = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
 
 
-class SeedApproach:
-    """The question's per-request procedure, in Keras 3: state into the stateful layer, predict, read back."""
+class SeedApproach(Batched):
+    """The question's per-request procedure, in Keras 3: state into the stateful layer, predict, read back; one
+    sequence at a time (the stateful layer holds one user's state)."""
 
     name = "seed-approach"
 
@@ -64,7 +66,10 @@ class SeedApproach:
         self._layers = [model.get_layer(spec.layer) for spec in manifest.states]
         self._names = [spec.name for spec in manifest.outputs]
 
-    def run(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
+    def run_many(self, inputs: Sequence[np.ndarray], states: Sequence[list[np.ndarray]]) -> list[EngineResult]:
+        return [self._one(rows, state) for rows, state in zip(inputs, states, strict=True)]
+
+    def _one(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
         values = iter(state)
         for layer in self._layers:
             for variable in layer.states:
@@ -271,8 +276,9 @@ def print_cost_table(table: list[dict[str, int]]) -> None:
     )
 
 
-def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpoint: str) -> None:
-    """The Lambda handler's warm requests against a DynamoDB over HTTP, per engine; engine compute alone."""
+def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpoint: str) -> float:
+    """The Lambda handler's warm requests against a DynamoDB over HTTP, per engine; engine compute alone. Returns
+    the LiteRT request's p50 (ms)."""
     litert, tensorflow = (ModelBundle.load(args.bundle, engine) for engine in ("litert", "tensorflow"))
     model = keras.saving.load_model(args.bundle / manifest.files["tensorflow"], compile=False)
     engines: dict[str, Engine] = {"b": tensorflow.engine, "c": litert.engine}
@@ -336,6 +342,8 @@ def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpo
     )
     report.step("item size and request units as a user keeps streaming, with and without keys")
     print_cost_table(cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest))
+    p50: float = latency["c"]["p50"]
+    return p50
 
 
 def local_api(args: argparse.Namespace, manifest: Manifest) -> None:
@@ -455,7 +463,11 @@ def main() -> None:
     ensure_table(client, TABLE)
     try:
         report.section("The Lambda path", "the handler, each engine, and DynamoDB (moto's server over HTTP)")
-        lambda_path(args, client, manifest, dynamodb.endpoint)
+        http_ms = lambda_path(args, client, manifest, dynamodb.endpoint)
+        report.section("The stream path", "Kinesis batches through the stream function, against the HTTP path")
+        settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
+        kinesis = boto3.client("kinesis", endpoint_url=dynamodb.endpoint)
+        stream.stream_path(settings, ModelBundle.load(args.bundle, "litert"), client, kinesis, http_ms)
         report.section("The local API", "make run as a user meets it: its own process, HTTP, state in SQLite")
         local_api(args, manifest)
         many_users(args)

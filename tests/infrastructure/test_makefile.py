@@ -1,5 +1,5 @@
 """`make run` and `make model` as a user types them: checks before any slow step, and a bundle rebuilt only
-when the model, how it is served, or the exporter changed."""
+when the model, how it is served, or the exporter changed; STREAM=1 without Node.js is one line."""
 
 from __future__ import annotations
 
@@ -128,3 +128,17 @@ def test_make_deploy_without_credentials_or_region_stops_in_one_line_each(tmp_pa
     assert lines[0].startswith("cannot deploy: no AWS credentials: set AWS_PROFILE") and "AWS_ACCESS_KEY_ID" in lines[0]
     assert lines[1].startswith("cannot deploy: no AWS region: set AWS_REGION")
     assert "Building" not in result.stdout and "Configuring SAM deploy" not in result.stdout
+
+
+def test_make_run_stream_without_nodejs_says_in_one_line_what_to_install(tmp_path):
+    kinesis = tmp_path / "kinesis"
+    kinesis.mkdir()
+    shutil.copyfile(ROOT / "infra/local/kinesis/package-lock.json", kinesis / "package-lock.json")
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # no node, no npm
+    result = subprocess.run(["/usr/bin/make", "-s", "stream-deps", "STREAM=1", f"KINESIS_DIR={kinesis}"],
+                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[0] == (
+        "STREAM=1 needs Node.js 18+ and npm for kinesalite: apt-get install nodejs npm (or https://nodejs.org)"
+    )
+    assert make("stream-deps").returncode == 0  # without STREAM=1 nothing is needed

@@ -13,7 +13,8 @@ from tests.infrastructure.conftest import resolve
 
 ALARMS = {
     "FunctionErrorsAlarm", "Api5xxRateAlarm", "DurationNearTimeoutAlarm", "StoreUnavailableAlarm",
-    "WriteConflictsAlarm", "TableThrottlesAlarm",
+    "WriteConflictsAlarm", "TableThrottlesAlarm", "StreamIteratorAgeAlarm", "StreamFunctionErrorsAlarm",
+    "StreamFailuresAlarm",
 }  # fmt: skip
 
 

@@ -38,7 +38,7 @@ def dynamodb() -> Iterator[Any]:
         yield client
 
 
-def _settings(served: Served, environ: dict[str, str]) -> Settings:
+def settings_for(served: Served, environ: dict[str, str]) -> Settings:
     base = {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served.path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)}
     return Settings.from_env(base | environ)
 
@@ -49,7 +49,7 @@ def _maker(served: dict[str, Served], store_for: Callable[[Settings, str, Any, A
     ) -> HandlerClient:
         """A handler as a cold start would build it, on a store of its own (as each Lambda instance has); `environ`
         adds configuration (MAX_TIMESTEPS=50 unless given)."""
-        settings = _settings(served[model], environ)
+        settings = settings_for(served[model], environ)
         clock = clock or utc_now
         store = store_for(settings, served[model].manifest.name, clock, client)
         service = build_service(settings, served[model].bundles[engine], store=store, clock=clock)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -36,6 +36,15 @@ class VersionView:
 
 
 @dataclass(frozen=True)
+class LastAnswer:
+    """The newest answer the item keeps (a stream batch's, or a keyed request's): its outputs over its rows."""
+
+    outputs: dict[str, np.ndarray]
+    steps: int
+    rows: int
+
+
+@dataclass(frozen=True)
 class StateView:
     user_id: str
     model_version: str
@@ -43,3 +52,5 @@ class StateView:
     updated_at: datetime
     expires_at: datetime
     versions: tuple[VersionView, ...]
+    last: LastAnswer | None = None
+    stream: dict[str, int] = field(default_factory=dict)  # shard id -> its last record in the state

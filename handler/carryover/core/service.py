@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from carryover.bundle import ModelBundle
 from carryover.core.idempotency import earlier_reply
-from carryover.core.results import Prediction, StateView, VersionView
+from carryover.core.results import LastAnswer, Prediction, StateView, VersionView
 from carryover.core.start import Beginning, IncompatiblePolicy, begin
 from carryover.core.writes import ConditionalWriter, Planned
 from carryover.engine import EngineResult
@@ -46,7 +46,7 @@ Clock = Callable[[], datetime]
 REPLY_LIMIT_BYTES = 64 * 1024  # the outputs a keyed request may record for its replay
 
 
-def _finite(result: EngineResult) -> bool:
+def finite(result: EngineResult) -> bool:
     return all(np.isfinite(values).all() for values in (*result.outputs.values(), *result.state))
 
 
@@ -70,6 +70,11 @@ class PredictionService:
         self._on_incompatible = on_incompatible
         self._keys = keys or KeyWindow()
         self._history_rows = history_rows
+
+    @property
+    def policy(self) -> IncompatiblePolicy:
+        """What a saved state this bundle cannot continue meets: a reset, or a refusal."""
+        return self._on_incompatible
 
     def predict(
         self, user_id: str, request: PredictRequest, request_key: str | None = None, deadline: float = float("inf")
@@ -99,21 +104,22 @@ class PredictionService:
             model.engine.run(request.array, start.state)
             for model, start in zip(self._models, beginning.starts, strict=True)
         ]
-        if not all(_finite(result) for result in results):
+        if not all(finite(result) for result in results):
             raise Unprocessable(
                 "inputs: the model gives non-finite outputs or state for these values (too large for it?); "
                 "nothing was saved"
             )
-        prediction = self._prediction(user_id, beginning, results, len(request.inputs))
+        prediction = self.answer(user_id, beginning, results, len(request.inputs))
         reply = None
         if record is not None:  # only a keyed answer is recorded, packed, for its replay
             outputs = self.manifest.pack_outputs(prediction.outputs)
             reply = Reply(record.key, self.manifest.version, prediction.steps, prediction.origin, prediction.rows,
                           outputs, prediction.others)  # fmt: skip
-        state = self._state(beginning, results, request.array, prediction.steps, reply)
+        state = self.saved_state(beginning, results, request.array, prediction.steps, reply)
         return Planned(Write(state, key=record), prediction)
 
-    def _prediction(self, user_id: str, beginning: Beginning, results: list[EngineResult], rows: int) -> Prediction:
+    def answer(self, user_id: str, beginning: Beginning, results: list[EngineResult], rows: int) -> Prediction:
+        """The answer of `rows` run from `beginning` (one result per model of the bundle), its metrics counted."""
         stream = beginning.stream + rows
         others = tuple(
             VersionReport(model.manifest.version, model.role, start.origin, stream - start.since)
@@ -126,7 +132,7 @@ class PredictionService:
         origin = beginning.starts[0].origin
         return Prediction(user_id, self.manifest.version, outputs, stream, origin, rows, others=others)
 
-    def _state(
+    def saved_state(
         self, beginning: Beginning, results: list[EngineResult], rows: np.ndarray, stream: int, reply: Reply | None
     ) -> UserState:
         """What the write leaves: every model's new state, current at the new stream position; the kept rows;
@@ -163,13 +169,16 @@ class PredictionService:
 
     def state(self, user_id: str) -> StateView:
         match self._store.load(user_id):
-            case Live(state=saved, expires_at=expires_at):
+            case Live(state=saved, expires_at=expires_at, applied=applied):
                 versions = tuple(
                     VersionView(model.version, model.steps, model.since == 0, model.at == saved.stream)
                     for model in saved.models
                 )
-                answering = saved.answering
-                return StateView(user_id, answering.version, saved.stream, saved.updated_at, expires_at, versions)
+                answering, reply = saved.answering, saved.reply
+                outputs = None if reply is None else self.manifest.unpack_outputs(reply.outputs, reply.rows)
+                last = None if reply is None or outputs is None else LastAnswer(outputs, reply.steps, reply.rows)
+                return StateView(user_id, answering.version, saved.stream, saved.updated_at, expires_at, versions,
+                                 last, dict(applied))  # fmt: skip
             case Unreadable():
                 raise StateIncompatible(f"user {user_id!r}: the saved state cannot be read")
             case Unsupported(format=found):

@@ -73,6 +73,11 @@ def _resume(model: ServedModel, state: UserState, history: np.ndarray) -> Start 
     return None
 
 
+def restart(models: Sequence[ServedModel]) -> Beginning:
+    """Where rows asking for `reset` start, after others of the same user."""
+    return _afresh(models, "reset", models[0].manifest.input.features)
+
+
 def _afresh(models: Sequence[ServedModel], origin: StateOrigin, features: int) -> Beginning:
     starts = tuple(Start(model.manifest.zero_state(), 0, origin) for model in models)
     return Beginning(0, starts, np.zeros((0, features), np.float32))

@@ -46,12 +46,19 @@ class ConditionalWriter:
         self._store = store
         self._retries = retries
 
-    def apply(self, user_id: str, plan: Callable[[Stored], Planned[T]], deadline: float = float("inf")) -> T:
-        """Runs `plan` on the user's item until its write lands; `deadline` (time.monotonic) ends retrying."""
+    def apply(
+        self,
+        user_id: str,
+        plan: Callable[[Stored], Planned[T]],
+        deadline: float = float("inf"),
+        read: Stored | None = None,
+    ) -> T:
+        """Runs `plan` on the user's item until its write lands; `deadline` (time.monotonic) ends retrying.
+        `read`: the item as already read, for the first attempt."""
         sent: dict[Attempt, T] = {}  # writes whose outcome is not known -> the result each stands for
         attempts = 0
         for attempt in range(self._retries + 1):
-            stored = self._store.load(user_id)
+            stored = read if attempt == 0 and read is not None else self._store.load(user_id)
             earlier = _landed(user_id, sent, stored)
             if earlier:
                 return earlier[0]

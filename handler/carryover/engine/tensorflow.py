@@ -3,13 +3,14 @@ deployment: it needs TensorFlow."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from carryover.engine import EngineResult, slide
+from carryover.engine import Batched, EngineResult, slide_many, split_windows
 from carryover.keras_model.carry import CarryGraph
 from carryover.keras_model.window import WindowGraph
 from carryover.manifest import Manifest
@@ -19,7 +20,9 @@ def _load(bundle: Path, manifest: Manifest) -> keras.Model:
     return keras.saving.load_model(bundle / manifest.files["tensorflow"], compile=False)
 
 
-class TensorFlowEngine:
+class TensorFlowEngine(Batched):
+    """Carry mode: sequences of one length run in one call, from their own states."""
+
     name = "tensorflow"
 
     def __init__(self, graph: CarryGraph, manifest: Manifest) -> None:
@@ -35,17 +38,24 @@ class TensorFlowEngine:
     def load(cls, bundle: Path, manifest: Manifest) -> TensorFlowEngine:
         return cls(CarryGraph(_load(bundle, manifest)), manifest)
 
-    def run(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
-        outputs, new_state = self._call(inputs[np.newaxis], *(s[np.newaxis] for s in state))
-        rows = {
-            name: (out.numpy()[0] if per_timestep else out.numpy())
-            for name, out, per_timestep in zip(self._names, outputs, self._per_timestep, strict=True)
-        }
-        return EngineResult(outputs=rows, state=[s.numpy()[0] for s in new_state])
+    def run_many(self, inputs: Sequence[np.ndarray], states: Sequence[list[np.ndarray]]) -> list[EngineResult]:
+        results: dict[int, EngineResult] = {}
+        for length in sorted({len(rows) for rows in inputs}):
+            group = [index for index, rows in enumerate(inputs) if len(rows) == length]
+            x = np.stack([inputs[index] for index in group]).astype(np.float32)
+            start = [np.stack([states[index][k] for index in group]) for k in range(len(states[0]))]
+            outputs, new_state = self._call(x, *start)
+            for position, index in enumerate(group):
+                rows = {
+                    name: out.numpy()[position] if per_timestep else out.numpy()[position : position + 1]
+                    for name, out, per_timestep in zip(self._names, outputs, self._per_timestep, strict=True)
+                }
+                results[index] = EngineResult(outputs=rows, state=[s.numpy()[position] for s in new_state])
+        return [results[index] for index in range(len(inputs))]
 
 
-class TensorFlowWindowEngine:
-    """Window mode: the whole Keras model on the windows ending at each new row, all in one call."""
+class TensorFlowWindowEngine(Batched):
+    """Window mode: the whole Keras model on the windows ending at each new row, of every sequence, in one call."""
 
     name = "tensorflow"
 
@@ -59,7 +69,7 @@ class TensorFlowWindowEngine:
     def load(cls, bundle: Path, manifest: Manifest) -> TensorFlowWindowEngine:
         return cls(WindowGraph(_load(bundle, manifest), manifest.window or 0), manifest)
 
-    def run(self, inputs: np.ndarray, state: list[np.ndarray]) -> EngineResult:
-        windows, buffer = slide(state[0], inputs, self._window)
+    def run_many(self, inputs: Sequence[np.ndarray], states: Sequence[list[np.ndarray]]) -> list[EngineResult]:
+        windows, buffers, ends = slide_many(inputs, states, self._window)
         outputs = self._call(windows)
-        return EngineResult({name: out.numpy() for name, out in zip(self._names, outputs, strict=True)}, [buffer])
+        return split_windows({n: out.numpy() for n, out in zip(self._names, outputs, strict=True)}, buffers, ends)

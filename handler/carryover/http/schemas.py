@@ -52,6 +52,14 @@ class VersionState(_Response):
     current: bool
 
 
+class LastAnswer(_Response):
+    """The newest answer the item keeps: a stream batch's (every one), or a keyed request's."""
+
+    outputs: dict[str, list[list[float]]]
+    steps: int
+    rows: int
+
+
 class StateResponse(_Response):
     user_id: str
     model: ModelRef
@@ -59,6 +67,8 @@ class StateResponse(_Response):
     updated_at: datetime
     expires_at: datetime
     versions: list[VersionState]
+    last_answer: LastAnswer | None = None
+    stream: dict[str, str] | None = None  # shard id -> the sequence number of its last record in the state
 
 
 class ModelInput(_Response):
@@ -166,4 +176,12 @@ def state_body(view: StateView, manifest: Manifest) -> StateResponse:
             VersionState(version=v.version, steps=v.steps, complete=v.complete, current=v.current)
             for v in view.versions
         ],
+        last_answer=None
+        if view.last is None
+        else LastAnswer(
+            outputs={name: rows.tolist() for name, rows in view.last.outputs.items()},
+            steps=view.last.steps,
+            rows=view.last.rows,
+        ),
+        stream={shard: str(at) for shard, at in view.stream.items()} or None,
     )

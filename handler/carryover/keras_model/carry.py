@@ -152,8 +152,8 @@ class CarryGraph:
 
         features = self.input_spec.features
         units = [spec.units for spec in self.states for _ in spec.tensors]
-        signature = [tf.TensorSpec((1, features), tf.float32, name="x")] + [
-            tf.TensorSpec((1, size), tf.float32, name=f"state_{i}") for i, size in enumerate(units)
+        signature = [tf.TensorSpec((None, features), tf.float32, name="x")] + [
+            tf.TensorSpec((None, size), tf.float32, name=f"state_{i}") for i, size in enumerate(units)
         ]
 
         def step(x: tf.Tensor, *states: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -7,6 +7,7 @@ A store reads an item strongly consistently and writes one only if it is still a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from carryover.store.item import Attempt, Stored, Write
 
@@ -27,6 +28,10 @@ class StateStore(ABC):
     @abstractmethod
     def load(self, user_id: str) -> Stored:
         """The user's item as the store holds it now (strongly consistent)."""
+
+    @abstractmethod
+    def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
+        """Every user's item as `load` reads it, in as few reads as the store allows (strongly consistent)."""
 
     @abstractmethod
     def save(self, user_id: str, write: Write, read: Stored) -> Attempt:

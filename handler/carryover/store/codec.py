@@ -167,6 +167,8 @@ def encode(key: Item, item: Written) -> Item:
     }
     if item.keys:
         encoded["keys"] = {"B": pack_keys(item.keys)}
+    if item.applied:
+        encoded["applied"] = {"M": {shard: {"S": str(at)} for shard, at in item.applied.items()}}
     if isinstance(item, Tombstone):
         return encoded | {"deleted": {"BOOL": True}}
     return encoded | _encode_state(item.state)
@@ -251,6 +253,7 @@ def parse(item: Item | None, now: datetime) -> Stored:
             "revision": _count(item["revision"]),
             "writes": writes,
             "keys": keys,
+            "applied": {shard: int(at["S"]) for shard, at in item.get("applied", {"M": {}})["M"].items()},
             "expires_at": _from_epoch(int(item[TTL_ATTRIBUTE]["N"])),
             "guard": guard,
         }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import random
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,7 +17,7 @@ from carryover.errors import StoreUnavailable
 from carryover.observability import logger
 from carryover.store import StateStore, WriteConflict
 from carryover.store.codec import GUARD_ATTRIBUTES, PARTITION_KEY, encode, item_key, parse
-from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Lifetimes, Stored, Write, successor
+from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Item, Lifetimes, Stored, Write, successor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient as DynamoDBClient
@@ -23,6 +25,8 @@ else:
     DynamoDBClient = Any
 
 Clock = Callable[[], datetime]
+BATCH_GET_MOST = 100  # keys one BatchGetItem may ask for
+UNPROCESSED_RETRIES = 8  # BatchGetItem calls for keys DynamoDB left unprocessed, with backoff, before giving up
 HEALTH_KEY = "/health"  # not a valid user id, so never a user's item
 UNAVAILABLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -81,10 +85,16 @@ class DynamoDBStateStore(StateStore):
         self._clock = clock
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """One DynamoDB call (botocore retries it); StoreUnavailable when DynamoDB cannot be reached or keeps
-        refusing."""
+        """One DynamoDB call on the table (botocore retries it); StoreUnavailable when DynamoDB cannot be reached
+        or keeps refusing."""
+        return self._request(operation, TableName=self._table, **params)
+
+    def _call_batch(self, requests: dict[str, Any]) -> dict[str, Any]:
+        return self._request("batch_get_item", RequestItems=requests)
+
+    def _request(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = getattr(self._client, operation)(TableName=self._table, **params)
+            result: dict[str, Any] = getattr(self._client, operation)(**params)
             return result
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
@@ -99,6 +109,26 @@ class DynamoDBStateStore(StateStore):
     def load(self, user_id: str) -> Stored:
         item = self._call("get_item", Key=item_key(user_id, self._model), ConsistentRead=True).get("Item")
         return parse(item, self._clock())
+
+    def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
+        """One strongly consistent BatchGetItem per 100 users; keys DynamoDB leaves unprocessed (throttling, the
+        16 MB answer limit) are asked again with backoff, and StoreUnavailable when they stay unprocessed."""
+        found: dict[str, Item] = {}
+        for start in range(0, len(user_ids), BATCH_GET_MOST):
+            keys = [item_key(user_id, self._model) for user_id in user_ids[start : start + BATCH_GET_MOST]]
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                if attempt:
+                    time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+                answer = self._call_batch({self._table: {"Keys": keys, "ConsistentRead": True}})
+                found |= {item[PARTITION_KEY]["S"]: item for item in answer.get("Responses", {}).get(self._table, [])}
+                keys = answer.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+                if not keys:
+                    break
+            if keys:
+                logger.warning("state store unavailable", extra={"operation": "batch_get_item", "cause": "unprocessed"})
+                raise StoreUnavailable("UnprocessedKeys")
+        now = self._clock()
+        return {user_id: parse(found.get(user_id), now) for user_id in user_ids}
 
     def ping(self) -> None:
         """An eventually consistent read of a key no user can have."""

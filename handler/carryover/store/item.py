@@ -9,6 +9,8 @@ One item per (user, model name). Attributes of format 3 (this release):
   expires_at (N)     epoch seconds; the table's TTL attribute
   updated_at (S)     ISO 8601
   keys (B)           the newest request keys: 20-byte records, newest first (see KeyRecord)
+  applied (M)        where the user's stream records stand: {shard id: the sequence number of the last record of
+                     that shard applied or refused (S, decimal)}, the newest APPLIED_SHARDS shards (absent: none)
   -- a live state only:
   steps (N)          the user's stream: rows sent since the state was new or reset
   model_version (S), state (B: float32 blob in the manifest's layout)
@@ -23,6 +25,9 @@ One item per (user, model name). Attributes of format 3 (this release):
                       y: every output's float32 values, in manifest order (B),
                       c: the other versions' reports (L of M: v, r: role, o: origin, n: steps; optional)}
   -- a tombstone (after DELETE): deleted (BOOL true), and none of the above
+
+`applied` is optional within format 3: the previous release ignores it (and drops it when it writes), so it is
+no new format.
 
 Formats evolve as schemas do, expand then contract: a release reads the formats every earlier release wrote;
 a change that an earlier release could not read is first shipped read-only (the release after writes it), so a
@@ -43,6 +48,11 @@ Why a write is never applied twice:
   re-reads: its write landed if its id is in `writes`; it did not if the history covers its revision with
   another id, or the revision never reached it. Otherwise (more than HISTORY writes since) it cannot tell,
   and says so rather than write again.
+- A stream record's identity is its shard and sequence number: sequence numbers grow within a shard, and a
+  user's records reach the stream function in that order. The write that applies a user's records records the
+  last one's number under its shard (`applied`), in the same conditional write as the state it produced, so a
+  record at or below it is already in the state: a batch delivered again applies none of it twice, with no
+  window to outlive (the numbers are kept for as long as the item).
 - A request key (the client's idempotency key) is recorded in the same conditional write as the state it
   produced. A repeat within the window (newest `max_keys` keys, none older than `key_ttl`) finds its record:
   the same fingerprint is a replay, another is a reuse. Only the newest keyed response is kept (`reply`),
@@ -77,6 +87,7 @@ StateOrigin = Literal["new", "continued", "reset", "replayed", "caught_up", "war
 Role = Literal["answers", "next", "previous"]  # a bundle's models: the one that answers, and its companion
 FORMAT = 3  # the item format this release writes, and the newest it reads
 
+APPLIED_SHARDS = 8  # shards whose position is kept (a user's key moves to a child shard when the stream reshards)
 HISTORY = 16  # write ids kept: a lost answer is recognised past this many other writers, not more
 WRITE_ID_BYTES = 8
 DIGEST_BYTES = 8
@@ -173,6 +184,7 @@ class _Existing:
     revision: int
     writes: tuple[bytes, ...]
     keys: tuple[KeyRecord, ...]
+    applied: dict[str, int]  # shard id -> the sequence number of the last of its records in the state
     expires_at: datetime
     guard: Item  # the raw attributes the next write is conditional on
 
@@ -227,11 +239,12 @@ class Lifetimes:
 
 @dataclass(frozen=True)
 class Write:
-    """What one request writes: the user's new state (None: the tombstone a DELETE leaves) and, for a keyed
-    request, its key."""
+    """What one request writes: the user's new state (None: the tombstone a DELETE leaves); for a keyed
+    request, its key; for stream records, where each of their shards now stands."""
 
     state: UserState | None
     key: KeyRecord | None = None
+    applied: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,11 @@ class Attempt:
 def digest(data: bytes | str) -> bytes:
     """The short digest under which a request key or a request's canonical form is recorded."""
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).digest()[:DIGEST_BYTES]
+
+
+def applied_through(stored: Stored, shard: str) -> int:
+    """The sequence number of the last record of `shard` the item's state holds (-1: none)."""
+    return stored.applied.get(shard, -1) if isinstance(stored, _Existing) else -1
 
 
 def remembered_keys(stored: Stored, now: datetime, window: KeyWindow) -> tuple[KeyRecord, ...]:
@@ -277,10 +295,13 @@ def successor(read: Stored, write: Write, write_id: bytes, now: datetime, lifeti
     if write.key is not None:
         keys = (write.key, *keys)[: lifetimes.keys.size]
     previous = read if isinstance(read, _Existing) else None
+    moved = dict(write.applied)
+    earlier = [(shard, at) for shard, at in (previous.applied if previous else {}).items() if shard not in moved]
     fields: dict[str, Any] = {
         "revision": previous.revision + 1 if previous else 1,
         "writes": (write_id, *(previous.writes if previous else ()))[:HISTORY],
         "keys": keys,
+        "applied": dict((list(write.applied) + earlier)[:APPLIED_SHARDS]),
         "guard": {},
     }
     if write.state is None:

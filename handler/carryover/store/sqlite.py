@@ -22,7 +22,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,6 +124,18 @@ class SQLiteStateStore(StateStore):
                 .fetchone()
             )
         return parse(None if row is None else from_json(row[0]), self._clock())
+
+    def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
+        """One read of every user's item (a single SELECT; one snapshot of the database)."""
+        marks = ", ".join("?" * len(user_ids))
+        with self._failures("load"):
+            rows = self._reader().execute(
+                f"SELECT user_id, item FROM items WHERE model = ? AND user_id IN ({marks})",  # placeholders only
+                (self._model, *user_ids),
+            )
+            found = {user_id: from_json(item) for user_id, item in rows.fetchall()}
+        now = self._clock()
+        return {user_id: parse(found.get(user_id), now) for user_id in user_ids}
 
     def ping(self) -> None:
         with self._failures("ping"):
