@@ -56,26 +56,23 @@ def _components(manifest: Manifest | None, max_timesteps: int | None) -> dict[st
             rows.update(items=row)
         else:
             row.update(minItems=manifest.input.features, maxItems=manifest.input.features)
-        schemas["PredictResponse"]["properties"]["outputs"] = {
-            "type": "object",
-            "properties": {
-                spec.name: {
-                    "type": "array",
-                    "items": {
-                        "type": "array",
-                        "items": {"type": "number"},
-                        "minItems": spec.units,
-                        "maxItems": spec.units,
-                    },
-                }
-                for spec in manifest.outputs
-            },
-            "required": [spec.name for spec in manifest.outputs],
-            "additionalProperties": False,
-        }
+        schemas["PredictResponse"]["properties"]["outputs"] = _outputs(manifest)
     if max_timesteps is not None:
         rows["maxItems"] = max_timesteps
     return schemas
+
+
+def _outputs(manifest: Manifest) -> dict[str, Any]:
+    """A response's `outputs`: each of the model's outputs by name, rows of its units."""
+    rows = {
+        spec.name: {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "number"}, "minItems": spec.units, "maxItems": spec.units},
+        }
+        for spec in manifest.outputs
+    }
+    names = [spec.name for spec in manifest.outputs]
+    return {"type": "object", "properties": rows, "required": names, "additionalProperties": False}
 
 
 def _content(name: str) -> dict[str, Any]:
