@@ -36,6 +36,13 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
+def add_metric(name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
+    """One value of a metric, unless metrics are off (POWERTOOLS_METRICS_DISABLED): Powertools prints a metric's
+    values once it holds 100 of them (a stream batch of many users), even then."""
+    if not is_metrics_disabled():
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
 def with_metrics(handler: Handler) -> Handler:
     """`handler` flushing its metrics after each invocation (CloudWatch EMF on stdout). With
     POWERTOOLS_METRICS_DISABLED they are dropped instead: Powertools would keep them and print every 100th."""
@@ -65,7 +72,7 @@ def count_origins(origins: Sequence[str]) -> None:
     """One count per model of where its state started: the first answered, the others are its companions."""
     for index, origin in enumerate(origins):
         name = ORIGIN_METRICS[origin]
-        metrics.add_metric(name=name if index == 0 else f"Companion{name}", unit=MetricUnit.Count, value=1)
+        add_metric(name if index == 0 else f"Companion{name}", 1)
 
 
 def record_divergence(user_id: str, answered: Mapping[str, Any], companion: Mapping[str, Any]) -> None:
@@ -74,5 +81,5 @@ def record_divergence(user_id: str, answered: Mapping[str, Any], companion: Mapp
     if set(answered) != set(companion) or any(np.shape(answered[n]) != np.shape(companion[n]) for n in answered):
         return
     largest = max(float(np.max(np.abs(np.asarray(answered[n]) - np.asarray(companion[n])))) for n in answered)
-    metrics.add_metric(name=DIVERGENCE, unit=MetricUnit.NoUnit, value=largest)
+    add_metric(DIVERGENCE, largest, MetricUnit.NoUnit)
     logger.debug("versions compared", extra={"user_id": user_id, "divergence": largest})

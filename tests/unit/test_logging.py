@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import logging
 
+import boto3
 import numpy as np
 import pytest
 
 from carryover.observability import logger
-from tests.unit.conftest import saved_item
+from carryover.stream.lambda_handler import create_stream_handler
+from tests import streams
+from tests.unit.conftest import TABLE, saved_item, settings_for
 
 MARKER = 0.7071067690849304  # exactly representable in float32; appears in a log only if inputs are logged
 
@@ -52,4 +55,21 @@ def test_disabled_metrics_are_never_printed(make_client, capsys, monkeypatch):
     client = make_client()
     for _ in range(120):
         client.predict("quiet", [[0.1] * 8])
+    assert '"_aws"' not in capsys.readouterr().out
+
+
+def test_disabled_metrics_are_never_printed_by_a_batch_of_many_users(dynamodb, served, capsys, monkeypatch):
+    """One stream batch of 120 users counts 120 state origins: nothing printed, though Powertools prints a
+    metric's values once it holds 100, whether metrics are on or off."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    seed = served["seed"]
+    settings = settings_for(seed, {})
+    store = streams.dynamodb_store(settings, seed, dynamodb, TABLE)
+    ways = streams.ways_in(seed, "litert", store, settings, streams.Sinks.create(boto3))
+    shard = streams.Shard()
+    for index in range(120):
+        shard.put(f"user-{index}", streams.record_data(f"user-{index}", [[0.1] * 8]))
+    context = type("Context", (), {"function_name": "stream", "memory_limit_in_mb": 1024, "invoked_function_arn": "",
+                                   "aws_request_id": "r-1"})()  # fmt: skip
+    assert create_stream_handler(ways.stream)(shard.event(0, 120), context) == {"batchItemFailures": []}
     assert '"_aws"' not in capsys.readouterr().out

@@ -13,7 +13,6 @@ from datetime import datetime
 from functools import partial
 
 import numpy as np
-from aws_lambda_powertools.metrics import MetricUnit
 
 from carryover.bundle import ModelBundle
 from carryover.core.idempotency import earlier_reply
@@ -22,7 +21,7 @@ from carryover.core.start import Beginning, IncompatiblePolicy, begin
 from carryover.core.writes import ConditionalWriter, Planned
 from carryover.engine import EngineResult
 from carryover.errors import AlreadyApplied, ItemFormatUnsupported, NotFound, StateIncompatible, Unprocessable
-from carryover.observability import TIMESTEPS, count_origins, logger, metrics, record_divergence
+from carryover.observability import TIMESTEPS, add_metric, count_origins, logger, record_divergence
 from carryover.requests import PredictRequest
 from carryover.store import StateStore
 from carryover.store.item import (
@@ -86,7 +85,7 @@ class PredictionService:
             record = KeyRecord(digest(request_key), digest(request.canonical()), self._clock())
         prediction = self._writer.apply(user_id, partial(self._plan, user_id, request, request_key, record), deadline)
         if not prediction.replayed:
-            metrics.add_metric(name=TIMESTEPS, unit=MetricUnit.Count, value=prediction.rows)
+            add_metric(TIMESTEPS, prediction.rows)
             logger.debug("state saved", extra={"user_id": user_id, "steps": prediction.steps})
         return prediction
 

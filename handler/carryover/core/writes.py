@@ -11,10 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from carryover.errors import OutcomeUnknown, StateConflict
-from carryover.observability import WRITE_CONFLICTS, metrics
+from carryover.observability import WRITE_CONFLICTS, add_metric
 from carryover.store import StateStore, WriteConflict
 from carryover.store.item import Attempt, Stored, Write, landed
 
@@ -72,7 +70,7 @@ class ConditionalWriter:
                 attempts += 1
                 if conflict.ambiguous:
                     sent[conflict.write] = planned.result
-                metrics.add_metric(name=WRITE_CONFLICTS, unit=MetricUnit.Count, value=1)
+                add_metric(WRITE_CONFLICTS, 1)
                 if not pause(attempt, deadline):
                     break
         earlier = _landed(user_id, sent, self._store.load(user_id))  # the last conflict may be its own write

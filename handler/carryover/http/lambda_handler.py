@@ -9,7 +9,6 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -19,7 +18,7 @@ from carryover.errors import InvalidRequest, NotFound, ServiceError
 from carryover.http import errors
 from carryover.http.errors import MethodNotAllowed
 from carryover.http.routes import ROUTES, Call, Handlers, Route, allowed_methods, json_response
-from carryover.observability import STORE_UNAVAILABLE, logger, metrics, traced, with_metrics
+from carryover.observability import STORE_UNAVAILABLE, add_metric, logger, traced, with_metrics
 from carryover.requests import USER_ID_RULE
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -30,7 +29,7 @@ def refusal(error: ServiceError) -> Response[str]:
     """A refused request, in the one error shape."""
     logger.info("request refused", extra={"status": errors.status(error), "code": error.code})
     if error.code == "store_unavailable":
-        metrics.add_metric(name=STORE_UNAVAILABLE, unit=MetricUnit.Count, value=1)
+        add_metric(STORE_UNAVAILABLE, 1)
     return json_response(errors.status(error), errors.body(error), errors.headers(error) or None)
 
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carryover.core.batch import BatchService, Record
@@ -25,8 +24,8 @@ from carryover.observability import (
     STORE_UNAVAILABLE,
     STREAM_RECORDS_APPLIED,
     STREAM_RECORDS_REFUSED,
+    add_metric,
     logger,
-    metrics,
     traced,
     with_metrics,
 )
@@ -65,7 +64,7 @@ class StreamConsumer:
             outcome = self._batches.apply(records, refuse)
         except StoreUnavailable as error:
             logger.warning("stream batch not applied", extra={"code": error.code, "records": len(records)})
-            metrics.add_metric(name=STORE_UNAVAILABLE, unit=MetricUnit.Count, value=1)
+            add_metric(STORE_UNAVAILABLE, 1)
             return _retry_from(records)
         try:
             refuse(outcome.refused)
@@ -73,14 +72,14 @@ class StreamConsumer:
             return _retry_from(outcome.refused + outcome.unapplied)
         unapplied = list(outcome.unapplied)
         fresh = [applied for applied in outcome.applied if not applied.again]
-        metrics.add_metric(name=STREAM_RECORDS_APPLIED, unit=MetricUnit.Count, value=sum(len(a.records) for a in fresh))
+        add_metric(STREAM_RECORDS_APPLIED, sum(len(a.records) for a in fresh))
         if self._answers is not None and outcome.applied:
             try:
                 self._answers.publish(outcome.applied, self._manifest)
             except StoreUnavailable:
                 unapplied += [applied.records[0] for applied in outcome.applied]
         if unapplied:
-            metrics.add_metric(name=STORE_UNAVAILABLE, unit=MetricUnit.Count, value=1)
+            add_metric(STORE_UNAVAILABLE, 1)
         return _retry_from(unapplied)
 
     def _refuse(self, refused: list[Delivered]) -> None:
@@ -89,7 +88,7 @@ class StreamConsumer:
             code = record.error.code if record.error else ""
             logger.info("record refused", extra={"user_id": record.user_id, "code": code, "id": record.event_id})
         if refused:
-            metrics.add_metric(name=STREAM_RECORDS_REFUSED, unit=MetricUnit.Count, value=len(refused))
+            add_metric(STREAM_RECORDS_REFUSED, len(refused))
             self._failures.send(refused)
 
 
