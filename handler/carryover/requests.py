@@ -24,7 +24,8 @@ IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _count(number: int, thing: str) -> str:
+def counted(number: int, thing: str) -> str:
+    """A count in words: 1 feature, 8 features."""
     return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
 
 
@@ -70,7 +71,8 @@ class PredictRequest(BaseModel):
             raise ValueError(f"expected at most {max_timesteps} timesteps, got {len(rows)}")
         for index, row in enumerate(rows):
             if len(row) != features:
-                raise ValueError(f"row {index} has {_count(len(row), 'value')}, expected {_count(features, 'feature')}")
+                found, expected = counted(len(row), "value"), counted(features, "feature")
+                raise ValueError(f"row {index} has {found}, expected {expected}")
             if any(abs(value) > FLOAT32_MAX for value in row):
                 raise ValueError(f"row {index} has a value outside the float32 range")
             vocabulary = context.get("vocabulary")

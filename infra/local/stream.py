@@ -21,6 +21,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.session import Session
 
+from carryover.requests import counted
 from infra.local.server import LocalContext
 
 KINESIS_DIR = Path(__file__).resolve().parent / "kinesis"
@@ -146,7 +147,8 @@ class Poller:
         users = len({record["PartitionKey"] for record in batch})
         if not failed:
             self._log(
-                f"stream {shard.shard_id}: {len(batch)} records of {users} users applied in {milliseconds:.1f} ms"
+                f"stream {shard.shard_id}: {counted(len(batch), 'record')} of {counted(users, 'user')} applied in "
+                f"{milliseconds:.1f} ms"
             )
             shard.pending, shard.attempts = shard.pending[len(batch) :], 0
             return True
