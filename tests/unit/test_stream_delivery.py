@@ -7,7 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import boto3
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from carryover.composition import lifetimes
+from carryover.store import StateStore
 from carryover.store.codec import parse
 from carryover.store.dynamodb import utc_now
 from carryover.store.item import Live
@@ -22,6 +24,7 @@ from carryover.store.sqlite import SQLiteStateStore
 from infra.table import ensure_table
 from layers.exporter.verify import TOLERANCE
 from tests import streams
+from tests.dynamodb_server import DynamoDBServer
 from tests.stores import MODEL, DynamoDBItems
 from tests.unit.conftest import TABLE, settings_for
 
@@ -172,12 +175,43 @@ def test_a_store_outage_restarts_the_shard_at_the_first_unapplied_record(dynamod
     }
 
 
-@pytest.mark.usefixtures("dynamodb")  # moto's SQS and Kinesis; the store is SQLite, both ways in on one file
-def test_an_http_request_and_a_stream_record_on_one_user_at_once_lose_and_double_nothing(seed, tmp_path):
+class Endpoint:
+    """boto3 clients of one endpoint: moto's server, which serves SQS and Kinesis beside DynamoDB."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def client(self, name: str) -> Any:
+        return cast(Any, boto3.client)(name, endpoint_url=self.url)  # a service named at run time
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def two_instances(request, seed, tmp_path) -> Iterator[tuple[streams.Sinks, list[StateStore]]]:
+    """The failure queue and answers stream, and a store for each of two instances on one state: a SQLite file
+    (SQS and Kinesis moto's, in process), or a DynamoDB over HTTP (moto's server, one request at a time, as
+    DynamoDB applies a conditional write atomically; in-process moto does not under threads)."""
     settings = settings_for(seed, {})
-    sinks = streams.Sinks.create(boto3)
-    path = tmp_path / "state.sqlite3"
-    stores = [SQLiteStateStore(path, seed.manifest.name, lifetimes(settings), utc_now) for _ in range(2)]
+    if request.param == "sqlite":
+        request.getfixturevalue("dynamodb")
+        path = tmp_path / "state.sqlite3"
+        files = [SQLiteStateStore(path, seed.manifest.name, lifetimes(settings), utc_now) for _ in range(2)]
+        yield streams.Sinks.create(boto3), list(files)
+        for file in files:
+            file.close()
+        return
+    server = DynamoDBServer().start()
+    endpoint = Endpoint(server.endpoint)
+    ensure_table(endpoint.client("dynamodb"), TABLE)
+    yield (
+        streams.Sinks.create(endpoint),
+        [streams.dynamodb_store(settings, seed, endpoint.client("dynamodb"), TABLE) for _ in range(2)],
+    )
+    server.stop()
+
+
+def test_an_http_request_and_a_stream_record_on_one_user_at_once_lose_and_double_nothing(seed, two_instances):
+    settings = settings_for(seed, {})
+    sinks, stores = two_instances
     stream_way = streams.ways_in(seed, "litert", stores[0], settings, sinks).stream
     http = streams.ways_in(seed, "litert", stores[1], settings, sinks).http  # another instance, as on Lambda
     rng = np.random.default_rng(5)
@@ -213,5 +247,3 @@ def test_an_http_request_and_a_stream_record_on_one_user_at_once_lose_and_double
     full = seed.graph.reference(seed.keras_model, whole)[name]
     for end, (chunk, outputs) in ended.items():  # each answer continues exactly the state the one before left
         assert float(np.max(np.abs(np.asarray(outputs) - full[end - len(chunk) : end]))) <= TOLERANCE
-    for store in stores:
-        store.close()
