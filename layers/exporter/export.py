@@ -32,7 +32,7 @@ from carryover.modes import MODES, Graph, ServingMode
 from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, largest_item_bytes
 from layers.exporter import formats, from_keras2, legacy
 from layers.exporter.convert import ConversionFailed, litert_flatbuffer
-from layers.exporter.verify import TOLERANCE, Verification, verify
+from layers.exporter.verify import ENGINES_STEP, TOLERANCE, Verification, verify
 
 KERAS_DEFAULT_NAME = re.compile(r"(sequential|functional|model)(_\d+)?")
 KERAS_FILE = "model.keras"
@@ -291,11 +291,17 @@ def main() -> None:
         delay=0.5,
         desc="    verified",
     ) as bar:
+
+        def step(name: str) -> None:
+            steps(name)
+            if name == ENGINES_STEP:  # the bar's time and rate count from here, not from the export's start
+                bar.reset()
+
         try:
             role: CompanionRole = "previous" if args.previous else "next"
             companion = args.previous or args.next
             exported = export(
-                args.model, args.out, args.name, args.sequences, steps, lambda: bar.update(), args.mode, args.window,
+                args.model, args.out, args.name, args.sequences, step, lambda: bar.update(), args.mode, args.window,
                 companion, role,
             )  # fmt: skip
         except ExportFailed as error:

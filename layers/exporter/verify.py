@@ -13,6 +13,7 @@ from carryover.manifest import Manifest
 from carryover.modes import Graph
 
 TOLERANCE = 1e-5
+ENGINES_STEP = "verifying: both engines on the same sequences, sent in random chunks"
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def verify(
         cases.append((sequence, random_chunks(len(sequence), rng)))
     on_step(f"verifying: Keras' answers on {sequences} random sequences")
     references = graph.references(model, [sequence for sequence, _ in cases])
-    on_step("verifying: both engines on the same sequences, sent in random chunks")
+    on_step(ENGINES_STEP)
     worst = dict.fromkeys((engine.name for engine in engines), 0.0)
     for (sequence, sizes), expected in zip(cases, references, strict=True):
         for engine in engines:
