@@ -8,7 +8,14 @@ import re
 
 import pytest
 
-from carryover.observability import NAMESPACE, SERVICE, STORE_UNAVAILABLE, WRITE_CONFLICTS
+from carryover.observability import (
+    NAMESPACE,
+    SERVICE,
+    STORE_UNAVAILABLE,
+    STREAM_RECORDS_APPLIED,
+    STREAM_RECORDS_REFUSED,
+    WRITE_CONFLICTS,
+)
 from tests.infrastructure.conftest import resolve
 
 ALARMS = {
@@ -68,7 +75,7 @@ def test_5xx_rate_and_throttle_alarms_are_metric_math_on_the_api_and_table(trans
     )
 
 
-def test_dashboard_shows_api_function_table_and_service(translated):
+def test_dashboard_shows_api_function_table_service_and_stream(translated):
     body, variables = translated["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     assert variables == {"Function": {"Ref": "PredictFunction"}}
     filled = re.sub(r"\$\{[^}]+\}", "x", body)
@@ -81,3 +88,6 @@ def test_dashboard_shows_api_function_table_and_service(translated):
     } <= metrics
     assert {(NAMESPACE, STORE_UNAVAILABLE), (NAMESPACE, WRITE_CONFLICTS)} <= metrics
     assert "${HttpApi}" in body and "${StateTable}" in body and "${Function}" in body
+    assert {("AWS/Lambda", "IteratorAge"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible")} <= metrics
+    assert {(NAMESPACE, STREAM_RECORDS_APPLIED), (NAMESPACE, STREAM_RECORDS_REFUSED)} <= metrics
+    assert "${StreamFunction}" in body and "${StreamFailureQueue.QueueName}" in body
