@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from carryover.composition import build_consumer, build_service, lifetimes
+from carryover.composition import build_service, lifetimes
 from carryover.config import Settings
 from carryover.http.lambda_handler import create_lambda_handler
 from carryover.store import StateStore
 from carryover.store.dynamodb import DynamoDBStateStore
+from carryover.stream.composition import build_consumer
 from carryover.stream.lambda_handler import StreamConsumer
 from carryover.stream.sinks import QueueFailures, StreamAnswers
 from layers.exporter.verify import random_chunks

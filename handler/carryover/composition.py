@@ -10,14 +10,11 @@ from datetime import timedelta
 
 from carryover.bundle import ModelBundle
 from carryover.config import ConfigurationError, Settings
-from carryover.core.batch import BatchService
 from carryover.core.service import REPLY_LIMIT_BYTES, PredictionService
 from carryover.http.lambda_handler import LambdaHandler, create_lambda_handler
 from carryover.store import StateStore
 from carryover.store.dynamodb import Clock, DynamoDBClient, DynamoDBStateStore, dynamodb_client, utc_now
 from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, Lifetimes, largest_item_bytes
-from carryover.stream.lambda_handler import StreamConsumer, StreamHandler, create_stream_handler
-from carryover.stream.sinks import Answers, Failures, QueueFailures, StreamAnswers
 
 
 def build_client(settings: Settings) -> DynamoDBClient:
@@ -83,37 +80,6 @@ def build_service(
         lifetimes(settings).keys,
         settings.history_rows,
     )
-
-
-def build_consumer(
-    settings: Settings, service: PredictionService, store: StateStore, failures: Failures, answers: Answers | None
-) -> StreamConsumer:
-    batches = BatchService(service, store, settings.conflict_retries)
-    return StreamConsumer(batches, service.manifest, settings.max_timesteps, failures, answers)
-
-
-def build_stream_handler(settings: Settings, clock: Clock = utc_now) -> StreamHandler:
-    """The stream function's handler as its cold start builds it: DynamoDB, the failure queue, the answers
-    stream."""
-    from botocore.session import Session
-
-    if not settings.failure_queue_url:
-        raise ConfigurationError("FAILURE_QUEUE_URL: the stream function needs its failure queue")
-    bundle = ModelBundle.load(settings.model_bundle, settings.engine)
-    check_item_fits(bundle, settings)
-    store = DynamoDBStateStore(
-        build_client(settings), settings.table_name, bundle.manifest.name, lifetimes(settings), clock
-    )
-    service = build_service(settings, bundle, clock=clock, store=store)
-    session = Session()
-    failures = QueueFailures(session.create_client("sqs"), settings.failure_queue_url)
-    kinesis = str(settings.kinesis_endpoint) if settings.kinesis_endpoint else None
-    answers = (
-        StreamAnswers(session.create_client("kinesis", endpoint_url=kinesis), settings.answers_stream)
-        if settings.answers_stream
-        else None
-    )
-    return create_stream_handler(build_consumer(settings, service, store, failures, answers), settings.tracing)
 
 
 def build_handler(

@@ -13,7 +13,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
 from carryover.bundle import ModelBundle
-from carryover.composition import build_client, build_consumer, build_service, build_store, lifetimes
+from carryover.composition import build_client, build_service, build_store, lifetimes
 from carryover.config import Settings
 from carryover.core.service import PredictionService
 from carryover.http.lambda_handler import create_lambda_handler
@@ -21,6 +21,7 @@ from carryover.manifest import Manifest
 from carryover.store import StateStore
 from carryover.store.dynamodb import utc_now
 from carryover.store.sqlite import Durability, SQLiteStateStore
+from carryover.stream.composition import build_consumer
 from carryover.stream.lambda_handler import StreamHandler, create_stream_handler
 from carryover.stream.sinks import FileFailures, StreamAnswers
 from infra.local.pages import api_pages

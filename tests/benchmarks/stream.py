@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from carryover.bundle import ModelBundle
-from carryover.composition import build_consumer, build_service, build_store
+from carryover.composition import build_service, build_store
 from carryover.config import Settings
 from carryover.manifest import Manifest
 from carryover.store.codec import item_key, read_units, write_units
+from carryover.stream.composition import build_consumer
 from carryover.stream.lambda_handler import create_stream_handler
 from carryover.stream.sinks import FileFailures, StreamAnswers
 from infra.local.server import LocalContext

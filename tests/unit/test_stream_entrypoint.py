@@ -10,10 +10,10 @@ import sys
 import boto3
 import pytest
 
-from carryover.composition import build_stream_handler
 from carryover.config import ConfigurationError, Settings
 from carryover.core.batch import Record
 from carryover.errors import InvalidJson
+from carryover.stream.composition import build_stream_handler
 from carryover.stream.records import Delivered
 from carryover.stream.sinks import failure_message
 from tests import streams
