@@ -19,13 +19,14 @@ export PYTHONPATH := handler:.:client
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv venv-run preflight model run stream-deps send lint test bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
+.PHONY: help venv venv-run preflight model run stream-deps send lint test test-fast bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
 
 help:
 	@echo "make run          serve the demo model (or MODEL=path/to/model.keras, .h5 or SavedModel dir) on http://127.0.0.1:$(PORT)"
 	@echo "make run STREAM=1 also a local Kinesis stream (kinesalite; needs Node.js) applied by the stream function"
 	@echo "make send         put records of the demo on the local stream (USER_ID=..., RECORDS=n) and show the answers"
 	@echo "make test         lint (ruff, mypy) and run the whole test suite"
+	@echo "make test-fast    the pure unit tests only (no TensorFlow; under a minute)"
 	@echo "make model        export MODEL (default: the demo; .keras, .h5 or a SavedModel dir) into a verified bundle at $(BUNDLE)"
 	@echo "                  MODE=carry|window WINDOW=n: how it is served (default: chosen from the model)"
 	@echo "                  NEXT=new.keras: keep the next version beside it (a rollout warms it up while MODEL answers)"
@@ -123,6 +124,10 @@ lint: venv
 # files use, once.
 test: lint $(CHECKOV_VENV)/.installed $(KINESIS_DIR)/node_modules/.installed
 	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
+
+# The pure unit tests (tests/unit/fast): no TensorFlow, the small committed bundle; under a minute.
+test-fast: venv
+	$(PY) -m pytest tests/unit/fast -m fast -n auto --maxprocesses 4 -q
 
 bench: model venv
 	$(PY) -m tests.benchmarks.bench $(BUNDLE)

@@ -18,10 +18,11 @@ from carryover.store.dynamodb import DynamoDBStateStore
 from carryover.stream.composition import build_consumer
 from carryover.stream.lambda_handler import StreamConsumer
 from carryover.stream.sinks import QueueFailures, StreamAnswers
+from infra.local.delivery import ShardDelivery
 from layers.exporter.verify import random_chunks
 from tests import scenarios
 from tests.clients import HandlerClient
-from tests.conftest import Served
+from tests.conftest import Bundled, Served
 
 SHARD = "shardId-000000000000"
 FIRST_SEQUENCE = 49590338271490256608559692538361571095921575989136588898
@@ -38,24 +39,29 @@ class Shard:
     """Records put on one shard, each with its sequence number; `event` delivers a slice of them."""
 
     records: list[tuple[int, str, bytes]] = field(default_factory=list)
+    shard_id: str = SHARD
+    first: int = FIRST_SEQUENCE
 
     def put(self, user: str, data: bytes) -> int:
-        sequence = FIRST_SEQUENCE + 17 * len(self.records)
+        sequence = self.first + 17 * len(self.records)
         self.records.append((sequence, user, data))
         return sequence
 
     def event(self, start: int, end: int) -> dict[str, Any]:
-        return {"Records": [kinesis_record(*record) for record in self.records[start:end]]}
+        return self.batch(self.records[start:end])
+
+    def batch(self, records: list[tuple[int, str, bytes]]) -> dict[str, Any]:
+        return {"Records": [kinesis_record(*record, shard=self.shard_id) for record in records]}
 
     def index(self, sequence: str) -> int:
         return next(i for i, (seq, _, _) in enumerate(self.records) if str(seq) == sequence)
 
 
-def kinesis_record(sequence: int, key: str, data: bytes) -> dict[str, Any]:
+def kinesis_record(sequence: int, key: str, data: bytes, shard: str = SHARD) -> dict[str, Any]:
     return {
         "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": key, "sequenceNumber": str(sequence),
                     "data": base64.b64encode(data).decode(), "approximateArrivalTimestamp": 1545084650.987},
-        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"{SHARD}:{sequence}",
+        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"{shard}:{sequence}",
         "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
         "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/carryover-events",
     }  # fmt: skip
@@ -103,14 +109,31 @@ class Ways:
     http: HandlerClient
 
 
-def ways_in(served: Served, engine: str, store: StateStore, settings: Settings, sinks: Sinks) -> Ways:
+def ways_in(
+    served: Bundled, engine: str, store: StateStore, settings: Settings, sinks: Sinks, kinesis: Any = None
+) -> Ways:
+    """Both ways in on `store`; `kinesis`: the answers stream's client, if not the sinks' own (one that fails)."""
     service = build_service(settings, served.bundles[engine], store=store)
     failures = QueueFailures(sinks.sqs, sinks.queue_url)
-    stream = build_consumer(settings, service, store, failures, StreamAnswers(sinks.kinesis, sinks.stream))
+    stream = build_consumer(settings, service, failures, StreamAnswers(kinesis or sinks.kinesis, sinks.stream))
     return Ways(stream, HandlerClient(create_lambda_handler(service, settings)))
 
 
-def dynamodb_store(settings: Settings, served: Served, client: Any, table: str) -> DynamoDBStateStore:
+Delivery = ShardDelivery[tuple[int, str, bytes]]
+
+
+def delivery(shard: Shard, consumer: StreamConsumer, batch_size: int = 100) -> tuple[Delivery, list[dict[str, Any]]]:
+    """The event source mapping delivering `shard` to `consumer` (its records as they are when each batch is
+    read), with the template's retries and bisection; and the list of what it passes over."""
+    passed_over: list[dict[str, Any]] = []
+    delivered = ShardDelivery(
+        shard.shard_id, lambda batch: consumer.consume(shard.batch(batch)), lambda record: str(record[0]),
+        passed_over.append, retries=10, batch_size=batch_size, records=shard.records,
+    )  # fmt: skip
+    return delivered, passed_over
+
+
+def dynamodb_store(settings: Settings, served: Bundled, client: Any, table: str) -> DynamoDBStateStore:
     return DynamoDBStateStore(client, table, served.manifest.name, lifetimes(settings))
 
 
@@ -127,9 +150,16 @@ def outputs_of(answers: list[dict[str, Any]], name: str) -> np.ndarray:
     return np.concatenate([np.asarray(answer["outputs"][name]) for answer in answers])
 
 
-def interleaved(served: Served, rng: np.random.Generator, shard: Shard, users: int) -> dict[str, np.ndarray]:
-    """Puts `users` users' sequences on the shard in chunks, the users' records interleaved at random."""
-    wholes = {scenarios.new_user(): scenarios.sequence(served, rng, int(rng.integers(12, 30))) for _ in range(users)}
+def interleaved(served: Bundled, rng: np.random.Generator, shard: Shard, users: int) -> dict[str, np.ndarray]:
+    """Puts `users` users' sequences on the shard in chunks, the users' records interleaved at random (rows a Keras
+    model's reader draws, or normal ones for a bundle without its Keras model)."""
+
+    def sequence(length: int) -> np.ndarray:
+        if isinstance(served, Served):
+            return scenarios.sequence(served, rng, length)
+        return rng.normal(size=(length, served.manifest.input.features)).astype(np.float32)
+
+    wholes = {scenarios.new_user(): sequence(int(rng.integers(12, 30))) for _ in range(users)}
     plans = {user: random_chunks(len(whole), rng) for user, whole in wholes.items()}
     sent = dict.fromkeys(wholes, 0)
     while any(plans.values()):

@@ -6,11 +6,11 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from carryover.core.domain import Role
 from carryover.engine import Engine
 from carryover.errors import UnsupportedModel
 from carryover.manifest import Manifest
 from carryover.modes import mode_of
-from carryover.store.item import Role
 
 
 @dataclass(frozen=True)

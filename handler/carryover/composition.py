@@ -10,11 +10,13 @@ from datetime import timedelta
 
 from carryover.bundle import ModelBundle
 from carryover.config import ConfigurationError, Settings
-from carryover.core.service import REPLY_LIMIT_BYTES, PredictionService
+from carryover.core.domain import OUTBOX_LIMIT_BYTES, REPLY_LIMIT_BYTES, KeyWindow
+from carryover.core.plan import AnswerRoom, Planner
+from carryover.core.service import PredictionService
 from carryover.http.lambda_handler import LambdaHandler, create_lambda_handler
-from carryover.store import StateStore
-from carryover.store.dynamodb import Clock, DynamoDBClient, DynamoDBStateStore, dynamodb_client, utc_now
-from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, Lifetimes, largest_item_bytes
+from carryover.store import Clock, StateStore
+from carryover.store.dynamodb import DynamoDBClient, DynamoDBStateStore, dynamodb_client, utc_now
+from carryover.store.item import ITEM_LIMIT_BYTES, Lifetimes, largest_item_bytes
 
 
 def build_client(settings: Settings) -> DynamoDBClient:
@@ -31,16 +33,31 @@ def lifetimes(settings: Settings) -> Lifetimes:
     return Lifetimes(state_ttl=timedelta(days=settings.state_ttl_days), keys=keys)
 
 
+def _item_bytes(bundle: ModelBundle, settings: Settings, history_rows: int) -> int:
+    """The most an item holds for this bundle and settings with `history_rows` kept rows, besides the stream
+    answers kept until published."""
+    states = sum(model.manifest.state_bytes for model in bundle.models)
+    history = history_rows * bundle.manifest.input.features * 4
+    return largest_item_bytes(states, REPLY_LIMIT_BYTES, lifetimes(settings).keys, history)
+
+
+def answer_room(bundle: ModelBundle, settings: Settings) -> AnswerRoom:
+    """Room for recorded answers: the newest one's, and the stream answers kept until published, in what the
+    item leaves (at most OUTBOX_LIMIT_BYTES)."""
+    left = ITEM_LIMIT_BYTES - _item_bytes(bundle, settings, settings.history_rows)
+    return AnswerRoom(reply=REPLY_LIMIT_BYTES, kept=max(0, min(OUTBOX_LIMIT_BYTES, left)))
+
+
 def check_item_fits(bundle: ModelBundle, settings: Settings) -> None:
     """Refuses at cold start a bundle whose item could pass the store's limit with these settings: the states of
     its models, the kept rows, the keys and a recorded response."""
     manifest = bundle.manifest
     states = sum(model.manifest.state_bytes for model in bundle.models)
     history = settings.history_rows * manifest.input.features * 4
-    if largest_item_bytes(states, REPLY_LIMIT_BYTES, lifetimes(settings).keys, history) <= ITEM_LIMIT_BYTES:
+    if _item_bytes(bundle, settings, settings.history_rows) <= ITEM_LIMIT_BYTES:
         return
     if history:
-        room = ITEM_LIMIT_BYTES - largest_item_bytes(states, REPLY_LIMIT_BYTES, lifetimes(settings).keys)
+        room = ITEM_LIMIT_BYTES - _item_bytes(bundle, settings, 0)
         most = max(0, room) // (4 * manifest.input.features)
         raise ConfigurationError(
             f"HISTORY_ROWS={settings.history_rows}: {history} bytes of rows beside model {manifest.name}'s states "
@@ -71,15 +88,15 @@ def build_service(
     bundle = bundle or ModelBundle.load(settings.model_bundle, settings.engine)
     check_item_fits(bundle, settings)
     store = store or build_store(settings, bundle, client, clock)
-    return PredictionService(
+    planner = Planner(
         bundle,
-        store,
         clock,
-        settings.conflict_retries,
         settings.state_on_incompatible,
         lifetimes(settings).keys,
         settings.history_rows,
+        answer_room(bundle, settings),
     )
+    return PredictionService(bundle, store, planner, settings.conflict_retries)
 
 
 def build_handler(

@@ -11,9 +11,9 @@ from typing import Any, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
+from carryover.core.domain import digest
 from carryover.errors import InvalidJson, InvalidRequest
 from carryover.manifest import Manifest
-from carryover.store.item import digest
 
 # A user id is a path segment and a key: no "/", "%", space or other character that could reach another user's
 # state. "|" is in the subjects Auth0 issues ("auth0|64f..."); Cognito (a UUID), Okta ("00u..."), Entra ID

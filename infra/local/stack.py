@@ -165,6 +165,6 @@ def _stream(
 
     def handler_for(endpoint: str) -> StreamHandler:
         answers = StreamAnswers(kinesis_client(endpoint), ANSWERS_STREAM)
-        return create_stream_handler(build_consumer(settings, service, store, FileFailures(failures), answers))
+        return create_stream_handler(build_consumer(settings, service, FileFailures(failures), answers))
 
     return start_stream(handler_for, port, failures, log)

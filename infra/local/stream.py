@@ -1,9 +1,9 @@
 """The local stream (`make run STREAM=1`): kinesalite, a Kinesis-compatible server on Node.js, started from
 `infra/local/kinesis` (installed there with `npm ci`), and a poller that reads it the way Lambda's event source
-mapping reads a Kinesis stream: each shard in turn, a batch of up to BATCH_SIZE records in Lambda's event shape
-to the stream function's handler, the shard restarted at the lowest sequence number the answer reports
-(ReportBatchItemFailures), a failing batch retried up to RETRIES times and then passed over, its description
-sent to the failure file as the on-failure destination would be sent it.
+mapping reads a Kinesis stream: each shard in turn, batches of up to BATCH_SIZE records in Lambda's event shape
+to the stream function's handler, delivered as `delivery.ShardDelivery` does (a partial batch response retried
+from the lowest record reported, a function error bisecting the batch, RETRIES failures in a row passing it
+over, its description sent to the failure file as the on-failure destination would be sent it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.session import Session
 
 from carryover.requests import counted
+from infra.local.delivery import ShardDelivery
 from infra.local.server import LocalContext
 
 KINESIS_DIR = Path(__file__).resolve().parent / "kinesis"
@@ -29,7 +30,7 @@ EVENTS_STREAM, ANSWERS_STREAM = "carryover-events", "carryover-answers"
 SHARDS = 2
 BATCH_SIZE = 100
 POLL_EVERY_S = 1.0  # Lambda's base rate per shard; it reads on at once while records keep coming
-RETRIES = 3
+RETRIES = 10  # the template's StreamRetries default
 
 
 class StreamError(RuntimeError):
@@ -84,10 +85,8 @@ def lambda_record(record: dict[str, Any], shard: str, source: str) -> dict[str, 
 
 @dataclass
 class _Shard:
-    shard_id: str
     iterator: str
-    attempts: int = 0
-    pending: list[dict[str, Any]] = field(default_factory=list)  # records read, not yet applied
+    delivery: ShardDelivery[dict[str, Any]]
 
 
 class Poller:
@@ -114,11 +113,23 @@ class Poller:
         iterator: str = found["ShardIterator"]
         return iterator
 
+    def _shard(self, shard: str) -> _Shard:
+        def invoke(batch: list[dict[str, Any]]) -> dict[str, Any]:
+            return self._invoke(shard, batch)
+
+        delivery = ShardDelivery(
+            shard,
+            invoke,
+            sequence=lambda record: str(record["SequenceNumber"]),
+            on_failure=self._gave_up,
+            retries=RETRIES,
+            batch_size=BATCH_SIZE,
+            log=self._log,
+        )
+        return _Shard(self._iterator(shard), delivery)
+
     def _poll(self) -> None:
-        shards = [
-            _Shard(s["ShardId"], self._iterator(s["ShardId"]))
-            for s in self._client.list_shards(StreamName=EVENTS_STREAM)["Shards"]
-        ]
+        shards = [self._shard(s["ShardId"]) for s in self._client.list_shards(StreamName=EVENTS_STREAM)["Shards"]]
         while not self._stop.is_set():
             busy = False
             for shard in shards:
@@ -128,42 +139,34 @@ class Poller:
 
     def _step(self, shard: _Shard) -> bool:
         """One batch of the shard, if it has records; True when it had."""
-        if len(shard.pending) < BATCH_SIZE:
-            found = self._client.get_records(ShardIterator=shard.iterator, Limit=BATCH_SIZE - len(shard.pending))
+        delivery = shard.delivery
+        if delivery.pending < BATCH_SIZE:
+            found = self._client.get_records(ShardIterator=shard.iterator, Limit=BATCH_SIZE - delivery.pending)
             shard.iterator = found["NextShardIterator"]
-            shard.pending += found["Records"]
-        if not shard.pending:
+            delivery.records += found["Records"]
+        failures = delivery.attempts
+        if not delivery.step():
             return False
-        batch = shard.pending[:BATCH_SIZE]
-        event = {"Records": [lambda_record(record, shard.shard_id, self._source) for record in batch]}
+        delivery.forget_done()
+        if delivery.attempts > failures:  # it failed again: back off before the next attempt
+            self._stop.wait(min(1.0, 0.1 * 2**delivery.attempts))
+        return True
+
+    def _invoke(self, shard: str, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        event = {"Records": [lambda_record(record, shard, self._source) for record in batch]}
         started = time.perf_counter()
-        try:
-            answer = self._handler(event, LocalContext(aws_request_id=f"stream-{time.monotonic_ns()}"))
-            failed = [item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures") or []]
-        except Exception as error:  # a function error: the whole batch again
-            self._log(f"stream {shard.shard_id}: the function failed ({type(error).__name__}); retrying the batch")
-            failed = [batch[0]["SequenceNumber"]]
+        answer = self._handler(event, LocalContext(aws_request_id=f"stream-{time.monotonic_ns()}"))
         milliseconds = (time.perf_counter() - started) * 1000
+        failed = (answer or {}).get("batchItemFailures") or []
         users = len({record["PartitionKey"] for record in batch})
-        if not failed:
+        if failed:
+            self._log(f"stream {shard}: records from {failed[0]['itemIdentifier']} not done; delivering them again")
+        else:
             self._log(
-                f"stream {shard.shard_id}: {counted(len(batch), 'record')} of {counted(users, 'user')} applied in "
+                f"stream {shard}: {counted(len(batch), 'record')} of {counted(users, 'user')} applied in "
                 f"{milliseconds:.1f} ms"
             )
-            shard.pending, shard.attempts = shard.pending[len(batch) :], 0
-            return True
-        restart = min(failed, key=int)
-        shard.attempts += 1
-        if shard.attempts > RETRIES:
-            self._log(f"stream {shard.shard_id}: gave up on {len(batch)} records after {RETRIES} retries")
-            self._gave_up({"condition": "RetryAttemptsExhausted", "shardId": shard.shard_id,
-                           "startSequenceNumber": batch[0]["SequenceNumber"], "batchSize": len(batch)})  # fmt: skip
-            shard.pending, shard.attempts = shard.pending[len(batch) :], 0
-            return True
-        self._log(f"stream {shard.shard_id}: records from {restart} not applied; delivering them again")
-        shard.pending = [record for record in shard.pending if int(record["SequenceNumber"]) >= int(restart)]
-        time.sleep(min(1.0, 0.1 * 2**shard.attempts))
-        return True
+        return answer
 
 
 @dataclass

@@ -24,12 +24,12 @@ import absl.logging
 import keras
 from tqdm import tqdm
 
-from carryover.core.service import REPLY_LIMIT_BYTES
+from carryover.core.domain import REPLY_LIMIT_BYTES, KeyWindow
 from carryover.errors import UnsupportedModel
 from carryover.keras_model.read import content_hash
 from carryover.manifest import NAME_PATTERN, Companion, CompanionRole, Manifest, Mode
 from carryover.modes import MODES, Graph, ServingMode
-from carryover.store.item import ITEM_LIMIT_BYTES, KeyWindow, largest_item_bytes
+from carryover.store.item import ITEM_LIMIT_BYTES, largest_item_bytes
 from layers.exporter import formats, from_keras2, legacy
 from layers.exporter.convert import ConversionFailed, litert_flatbuffer
 from layers.exporter.verify import ENGINES_STEP, TOLERANCE, Verification, verify

@@ -32,9 +32,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from carryover.core.domain import UserState
 from carryover.manifest import Manifest
 from carryover.store.codec import PARTITION_KEY, TTL_ATTRIBUTE, encode, item_key, to_json
-from carryover.store.item import HISTORY, WRITE_ID_BYTES, Absent, Item, Lifetimes, Stored, UserState, Write, successor
+from carryover.store.item import HISTORY, WRITE_ID_BYTES, Absent, Item, Lifetimes, Stored, Write, successor
 from carryover.store.sqlite import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,8 @@ import json, sys, time
 from datetime import UTC, datetime, timedelta
 path, model, user, version, blob_bytes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 from pathlib import Path
-from carryover.store.item import Lifetimes, UserState, Write
+from carryover.core.domain import UserState
+from carryover.store.item import Lifetimes, Write
 from carryover.store.sqlite import SQLiteStateStore
 now = lambda: datetime.now(UTC)
 start = time.perf_counter()

@@ -64,7 +64,7 @@ def measure(
     service = build_service(settings, bundle, client, store=store)
     with tempfile.TemporaryDirectory() as scratch:
         failures = FileFailures(Path(scratch) / "failures.jsonl")
-        consumer = build_consumer(settings, service, store, failures, StreamAnswers(kinesis, ANSWERS))
+        consumer = build_consumer(settings, service, failures, StreamAnswers(kinesis, ANSWERS))
         handler = create_stream_handler(consumer)  # as Lambda calls it: metrics flushed (here: dropped) per call
         names = [f"bench-stream-{records}-{users}-{i}" for i in range(users)]
         rows = np.random.default_rng(records + users).normal(size=(997, bundle.manifest.input.features))

@@ -25,12 +25,23 @@ def test_event_source_mapping_reports_partial_failures_bisects_and_retries_a_bou
     assert found["StartingPosition"] == "TRIM_HORIZON"
     assert found["MaximumRetryAttempts"] == {"Ref": "StreamRetries"}
     assert 0 <= parameters["StreamRetries"]["Default"] <= parameters["StreamRetries"]["MaxValue"] == 10000
-    assert parameters["StreamMaxRecordAgeSeconds"]["MaxValue"] == 604800  # never -1: records do not wait forever
+    age = parameters["StreamMaxRecordAgeSeconds"]
+    assert age["MinValue"] > 0  # never -1: records do not wait forever
+    assert found["MaximumRecordAgeInSeconds"] == {"Ref": "StreamMaxRecordAgeSeconds"}
     assert found["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": ["StreamFailureQueue", "Arn"]}}}
     assert (found["BatchSize"], found["MaximumBatchingWindowInSeconds"], found["ParallelizationFactor"]) == (
         {"Ref": "StreamBatchSize"}, {"Ref": "StreamBatchingWindowSeconds"}, {"Ref": "StreamParallelization"},
     )  # fmt: skip
     assert (parameters["StreamBatchSize"]["MaxValue"], parameters["StreamParallelization"]["MaxValue"]) == (10000, 10)
+
+
+def test_records_passed_over_for_age_are_still_in_the_stream_to_read_again(translated):
+    """The age limit acts before the stream drops a record: the failure queue's description of a batch passed over
+    points at records that can still be read."""
+    age = translated["Parameters"]["StreamMaxRecordAgeSeconds"]
+    retention_s = translated["Resources"]["EventStream"]["Properties"]["RetentionPeriodHours"] * 3600
+    least_retention_s = 24 * 3600  # Kinesis keeps records at least 24 hours: a stream given by ARN too
+    assert age["Default"] <= retention_s / 2 and age["MaxValue"] < min(retention_s, least_retention_s)
 
 
 def test_the_stream_is_created_or_given_by_arn(translated):

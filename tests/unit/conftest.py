@@ -21,7 +21,7 @@ from carryover.store.item import Item
 from carryover.store.sqlite import SQLiteStateStore
 from infra.table import ensure_table
 from tests.clients import HandlerClient
-from tests.conftest import Served
+from tests.conftest import Bundled
 from tests.faults import DynamoDBLostAnswer, LostAnswer, SQLiteLostAnswer
 from tests.stores import MODEL, DynamoDBItems, Items, SQLiteItems
 
@@ -38,32 +38,48 @@ def dynamodb() -> Iterator[Any]:
         yield client
 
 
-def settings_for(served: Served, environ: dict[str, str]) -> Settings:
+def settings_for(served: Bundled, environ: dict[str, str]) -> Settings:
     base = {"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(served.path), "MAX_TIMESTEPS": str(MAX_TIMESTEPS)}
     return Settings.from_env(base | environ)
 
 
-def _maker(served: dict[str, Served], store_for: Callable[[Settings, str, Any, Any], StateStore]) -> MakeClient:
+@pytest.fixture
+def model_key(request: pytest.FixtureRequest) -> str:
+    """The model a handler serves unless a test names another: the demo's ("seed"), or in the fast tier the small
+    committed bundle ("small")."""
+    return "small" if request.node.get_closest_marker("fast") else "seed"
+
+
+@pytest.fixture
+def bundled(served: dict[str, Bundled], small: Bundled) -> Callable[[str], Bundled]:
+    """A model by key: the small committed bundle ("small", no Keras), or one of `served`."""
+    return lambda key: small if key == "small" else served[key]
+
+
+def _maker(
+    bundled: Callable[[str], Bundled], default: str, store_for: Callable[[Settings, str, Any, Any], StateStore]
+) -> MakeClient:
     def make(
-        model: str = "seed", engine: str = "litert", clock: Any = None, client: Any = None, **environ: str
+        model: str = default, engine: str = "litert", clock: Any = None, client: Any = None, **environ: str
     ) -> HandlerClient:
         """A handler as a cold start would build it, on a store of its own (as each Lambda instance has); `environ`
         adds configuration (MAX_TIMESTEPS=50 unless given)."""
-        settings = settings_for(served[model], environ)
+        chosen = bundled(model)
+        settings = settings_for(chosen, environ)
         clock = clock or utc_now
-        store = store_for(settings, served[model].manifest.name, clock, client)
-        service = build_service(settings, served[model].bundles[engine], store=store, clock=clock)
+        store = store_for(settings, chosen.manifest.name, clock, client)
+        service = build_service(settings, chosen.bundles[engine], store=store, clock=clock)
         return HandlerClient(create_lambda_handler(service, settings))
 
     return make
 
 
 @pytest.fixture
-def make_client(dynamodb: Any, served: dict[str, Served]) -> MakeClient:
+def make_client(dynamodb: Any, bundled: Callable[[str], Bundled], model_key: str) -> MakeClient:
     def store(settings: Settings, model: str, clock: Any, client: Any) -> StateStore:
         return DynamoDBStateStore(client or dynamodb, TABLE, model, lifetimes(settings), clock)
 
-    return _maker(served, store)
+    return _maker(bundled, model_key, store)
 
 
 @dataclass
@@ -78,7 +94,9 @@ class Backend:
 
 
 @pytest.fixture(params=["dynamodb", "sqlite"])
-def backend(request: pytest.FixtureRequest, served: dict[str, Served], tmp_path: Path) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, bundled: Callable[[str], Bundled], model_key: str, tmp_path: Path
+) -> Iterator[Backend]:
     if request.param == "dynamodb":
         client = request.getfixturevalue("dynamodb")
         yield Backend(
@@ -95,7 +113,7 @@ def backend(request: pytest.FixtureRequest, served: dict[str, Served], tmp_path:
         opened.append(SQLiteStateStore(path, model, lifetimes(settings), clock))
         return opened[-1]
 
-    yield Backend("sqlite", _maker(served, sqlite), SQLiteItems(path), SQLiteStateStore, SQLiteLostAnswer)
+    yield Backend("sqlite", _maker(bundled, model_key, sqlite), SQLiteItems(path), SQLiteStateStore, SQLiteLostAnswer)
     for store in opened:
         store.close()
 

@@ -150,7 +150,7 @@ def test_unexpected_failure_is_500_without_internals(make_client, served, monkey
     def broken(*_):
         raise RuntimeError("secret detail /opt/model/weights")
 
-    monkeypatch.setattr(served["seed"].bundles["litert"].engine, "run", broken)
+    monkeypatch.setattr(served["seed"].bundles["litert"].engine, "run_many", broken)
     reply = client.predict(USER, [ROW])
     assert_error(reply, 500, "internal_error", ["internal error"])
     assert "secret" not in json.dumps(reply.body)

@@ -11,7 +11,8 @@ import boto3
 import pytest
 
 from carryover.config import ConfigurationError, Settings
-from carryover.core.batch import Record
+from carryover.core.domain import Position
+from carryover.core.plan import Entry
 from carryover.errors import InvalidJson
 from carryover.stream.composition import build_stream_handler
 from carryover.stream.records import Delivered
@@ -53,10 +54,12 @@ def test_the_stream_function_without_its_failure_queue_stops_in_one_line(served)
 
 
 def test_a_failure_message_carries_the_record_and_its_reason():
-    record = Record("shardId-000000000001", 42, "ana", error=InvalidJson("request body: EOF while parsing"))
-    message = failure_message(Delivered(record, "ana", "eyJ1", "arn:aws:kinesis:us-east-1:1:stream/s"))
+    position = Position("shardId-000000000001", 42)
+    entry = Entry(None, InvalidJson("request body: EOF while parsing"), position)
+    message = failure_message(Delivered(position, "ana", entry, "ana", "eyJ1", "arn:aws:kinesis:us-east-1:1:stream/s"))
     assert message == {
         "id": "shardId-000000000001:42", "code": "invalid_json", "reason": "request body: EOF while parsing",
         "shard_id": "shardId-000000000001", "sequence_number": "42", "partition_key": "ana", "data": "eyJ1",
-        "stream": "arn:aws:kinesis:us-east-1:1:stream/s",
+        "stream": "arn:aws:kinesis:us-east-1:1:stream/s", "size": 3,
+        "sha256": "3f8a765a70a3edb31bb86f6b7b505fe3f05ef7912849ba1c6771f446f512e9be",
     }  # fmt: skip

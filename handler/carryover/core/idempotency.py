@@ -3,8 +3,9 @@ kept), or recognised as applied; the same key with another request is refused.""
 
 from __future__ import annotations
 
+from carryover.core.domain import KeyRecord, Reply
 from carryover.errors import AlreadyApplied, IdempotencyKeyReused
-from carryover.store.item import KeyRecord, Live, Reply, Stored
+from carryover.store.item import Live, Stored
 
 
 def earlier_reply(

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
-from carryover.store.item import StateOrigin, VersionReport
+from carryover.core.domain import StateOrigin, VersionReport
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from typing import Literal
 import numpy as np
 
 from carryover.bundle import ServedModel
+from carryover.core.domain import ModelState, StateOrigin, UserState
 from carryover.errors import ItemFormatUnsupported, StateIncompatible, Unprocessable
 from carryover.manifest import STATE_DTYPE
 from carryover.observability import logger
-from carryover.store.item import FORMAT, Live, ModelState, StateOrigin, Stored, Unreadable, Unsupported, UserState
+from carryover.store.item import FORMAT, Live, Stored, Unreadable, Unsupported
 
 IncompatiblePolicy = Literal["reset", "reject"]
 
@@ -44,10 +45,10 @@ class Beginning:
 
 def run(model: ServedModel, rows: np.ndarray, state: list[np.ndarray]) -> list[np.ndarray]:
     """The state `model` reaches over `rows` from `state`."""
-    reached = model.engine.run(rows, state).state
-    if not all(np.isfinite(tensor).all() for tensor in reached):
+    reached = model.engine.run(rows, state)
+    if not reached.finite:
         raise Unprocessable("the kept rows make the model give a non-finite state; nothing was saved")
-    return reached
+    return reached.state
 
 
 def _history(state: UserState, features: int) -> np.ndarray:

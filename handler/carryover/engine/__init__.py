@@ -16,6 +16,11 @@ class EngineResult:
     outputs: dict[str, np.ndarray]  # output name -> (rows, units): every timestep, or only the last
     state: list[np.ndarray]  # new state tensors, in the manifest's store layout order
 
+    @property
+    def finite(self) -> bool:
+        """Whether every output and state value is finite (a model fed values too large for it is not)."""
+        return all(np.isfinite(values).all() for values in (*self.outputs.values(), *self.state))
+
 
 class Engine(Protocol):
     name: str

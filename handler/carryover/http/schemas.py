@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from carryover.bundle import ModelBundle
+from carryover.core.domain import Role, StateOrigin
 from carryover.core.results import Prediction, StateView
 from carryover.manifest import InputKind, Manifest, Mode, OutputSpec, StateSpec
 from carryover.modes import mode_of
-from carryover.store.item import Role, StateOrigin
 
 
 class _Response(BaseModel):

@@ -1,15 +1,23 @@
 """Where users' state is kept: the interface every store implements. The service knows only this.
 
 A store reads an item strongly consistently and writes one only if it is still as it was read, atomically
-(`item.py` says why that applies no request twice). `dynamodb.py` is the store the Lambda uses.
+(`item.py` says why that applies no request twice). `StateStore` does what every store does alike: a write's
+id and the item it leaves (`successor`), the attributes (`codec`), and the named state of what was read
+(`parse`); a store implements only its I/O. `dynamodb.py` is the store the Lambda uses, `sqlite.py` the
+local API's.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
-from carryover.store.item import Attempt, Stored, Write
+from carryover.store.codec import GUARD_ATTRIBUTES, encode, item_key, parse
+from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Item, Lifetimes, Stored, Write, successor
+
+Clock = Callable[[], datetime]
 
 
 class WriteConflict(Exception):
@@ -21,21 +29,51 @@ class WriteConflict(Exception):
         self.write, self.ambiguous = write, ambiguous
 
 
+def guard(item: Item) -> Item:
+    """The attributes a write is conditional on, as `item` holds them."""
+    return {name: item[name] for name in GUARD_ATTRIBUTES if name in item}
+
+
 class StateStore(ABC):
     """One user's item per model, read and written whole. Reads and writes raise `StoreUnavailable` when the
     store cannot be reached or keeps refusing (a write may or may not have landed then)."""
 
-    @abstractmethod
+    def __init__(self, model_name: str, lifetimes: Lifetimes, clock: Clock) -> None:
+        self._model, self._lifetimes, self._clock = model_name, lifetimes, clock
+
     def load(self, user_id: str) -> Stored:
         """The user's item as the store holds it now (strongly consistent)."""
+        return parse(self._get(user_id), self._clock())
 
-    @abstractmethod
     def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
         """Every user's item as `load` reads it, in as few reads as the store allows (strongly consistent)."""
+        if len(user_ids) == 1:
+            return {user_ids[0]: self.load(user_ids[0])}
+        found = self._get_many(user_ids) if user_ids else {}
+        now = self._clock()
+        return {user_id: parse(found.get(user_id), now) for user_id in user_ids}
 
-    @abstractmethod
     def save(self, user_id: str, write: Write, read: Stored) -> Attempt:
         """Writes `write` on top of `read` if the item is still as `read` left it; raises WriteConflict if not."""
+        write_id = os.urandom(WRITE_ID_BYTES)  # never repeated, in any process or restored snapshot
+        item = successor(read, write, write_id, self._clock(), self._lifetimes)
+        attempt = Attempt(write_id, item.revision)
+        condition = None if isinstance(read, Absent) else read.guard
+        self._put(user_id, encode(item_key(user_id, self._model), item), condition, attempt)
+        return attempt
+
+    @abstractmethod
+    def _get(self, user_id: str) -> Item | None:
+        """The user's raw item, or None."""
+
+    @abstractmethod
+    def _get_many(self, user_ids: Sequence[str]) -> dict[str, Item]:
+        """The raw items of those users that have one."""
+
+    @abstractmethod
+    def _put(self, user_id: str, item: Item, condition: Item | None, attempt: Attempt) -> None:
+        """Stores `item` if the item's guard attributes are still `condition` (None: if there is no item);
+        raises WriteConflict(attempt, ...) if not."""
 
     @abstractmethod
     def ping(self) -> None:

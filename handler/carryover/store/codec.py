@@ -9,30 +9,35 @@ import math
 import struct
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any, get_args
 
-from carryover.store.item import (
+from carryover.core.domain import (
     DIGEST_BYTES,
+    Covered,
+    KeyRecord,
+    ModelState,
+    Positions,
+    Reply,
+    Role,
+    StateOrigin,
+    UserState,
+    VersionReport,
+    digest,
+)
+from carryover.store.item import (
     FORMAT,
     WRITE_ID_BYTES,
     Absent,
     Attribute,
     Expired,
     Item,
-    KeyRecord,
     Live,
-    ModelState,
-    Reply,
-    Role,
-    StateOrigin,
     Stored,
     Tombstone,
     Unreadable,
     Unsupported,
-    UserState,
-    VersionReport,
     Written,
-    digest,
 )
 
 PARTITION_KEY = "user_id"
@@ -112,7 +117,43 @@ def _encode_reply(reply: Reply) -> Attribute:
     }
     if reply.others:
         fields["c"] = {"L": [_encode_report(report) for report in reply.others]}
+    if reply.covered is not None:
+        fields |= {"q": {"S": reply.covered.shard}, "r": {"B": _pack_records(reply.covered.records)}}
     return {"M": fields}
+
+
+def _pack_records(records: tuple[tuple[int, int], ...]) -> bytes:
+    """Each record's sequence number (the first in full, then each one's difference from the one before) and rows,
+    as LEB128 varints: a few bytes a record, however long Kinesis' sequence numbers are."""
+    values, previous = [], 0
+    for sequence, rows in records:
+        values += [sequence - previous, rows]
+        previous = sequence
+    out = bytearray()
+    for value in values:
+        while value >= 0x80:
+            out.append(value & 0x7F | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
+
+
+def _unpack_records(blob: bytes) -> tuple[tuple[int, int], ...]:
+    values, value, shift = [], 0, 0
+    for byte in blob:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            values.append(value)
+            value, shift = 0, 0
+    if shift or not values or len(values) % 2:
+        raise ValueError("records of the wrong length")
+    sequences = list(accumulate(values[::2]))
+    return tuple(zip(sequences, values[1::2], strict=True))
+
+
+def _parse_covered(fields: Mapping[str, Any]) -> Covered | None:
+    return Covered(fields["q"]["S"], _unpack_records(bytes(fields["r"]["B"]))) if "q" in fields else None
 
 
 def _parse_reply(attribute: Attribute) -> Reply:
@@ -125,6 +166,7 @@ def _parse_reply(attribute: Attribute) -> Reply:
         rows=_count(fields["n"]),
         outputs=bytes(fields["y"]["B"]),
         others=tuple(_parse_report(report) for report in fields["c"]["L"]) if "c" in fields else (),
+        covered=_parse_covered(fields),
     )
 
 
@@ -149,6 +191,8 @@ def _encode_state(state: UserState) -> Item:
         encoded["history"] = {"B": state.history}
     if state.reply is not None:
         encoded["reply"] = _encode_reply(state.reply)
+    if state.outbox:
+        encoded["outbox"] = {"L": [_encode_reply(reply) for reply in state.outbox]}
     return encoded
 
 
@@ -167,8 +211,8 @@ def encode(key: Item, item: Written) -> Item:
     }
     if item.keys:
         encoded["keys"] = {"B": pack_keys(item.keys)}
-    if item.applied:
-        encoded["applied"] = {"M": {shard: {"S": str(at)} for shard, at in item.applied.items()}}
+    if item.applied.last:
+        encoded["applied"] = {"M": {shard: {"S": str(at)} for shard, at in item.applied.last.items()}}
     if isinstance(item, Tombstone):
         return encoded | {"deleted": {"BOOL": True}}
     return encoded | _encode_state(item.state)
@@ -206,6 +250,7 @@ def _parse_state(item: Item) -> UserState:
         updated_at=updated_at,
         reply=_parse_reply(item["reply"]) if "reply" in item else None,
         history=bytes(item["history"]["B"]) if "history" in item else b"",
+        outbox=tuple(_parse_reply(reply) for reply in item["outbox"]["L"]) if "outbox" in item else (),
     )
 
 
@@ -253,7 +298,7 @@ def parse(item: Item | None, now: datetime) -> Stored:
             "revision": _count(item["revision"]),
             "writes": writes,
             "keys": keys,
-            "applied": {shard: int(at["S"]) for shard, at in item.get("applied", {"M": {}})["M"].items()},
+            "applied": Positions({shard: int(at["S"]) for shard, at in item.get("applied", {"M": {}})["M"].items()}),
             "expires_at": _from_epoch(int(item[TTL_ATTRIBUTE]["N"])),
             "guard": guard,
         }

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,16 +14,15 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
-from carryover.store import StateStore, WriteConflict
-from carryover.store.codec import GUARD_ATTRIBUTES, PARTITION_KEY, encode, item_key, parse
-from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Item, Lifetimes, Stored, Write, successor
+from carryover.store import Clock, StateStore, WriteConflict
+from carryover.store.codec import GUARD_ATTRIBUTES, PARTITION_KEY, item_key
+from carryover.store.item import Attempt, Item, Lifetimes
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient as DynamoDBClient
 else:
     DynamoDBClient = Any
 
-Clock = Callable[[], datetime]
 BATCH_GET_MOST = 100  # keys one BatchGetItem may ask for
 UNPROCESSED_RETRIES = 8  # BatchGetItem calls for keys DynamoDB left unprocessed, with backoff, before giving up
 HEALTH_KEY = "/health"  # not a valid user id, so never a user's item
@@ -56,15 +54,15 @@ def dynamodb_client(
     return cast("DynamoDBClient", Session().create_client("dynamodb", endpoint_url=endpoint_url, config=config))
 
 
-def condition(read: Stored) -> dict[str, Any]:
-    """The item must still be exactly as read: absent, or with the same raw guard attributes."""
+def condition(guard: Item | None) -> dict[str, Any]:
+    """The item must still be exactly as read: absent (None), or with the same raw guard attributes."""
     names = {"#pk": PARTITION_KEY}
-    if isinstance(read, Absent):
+    if guard is None:
         return {"ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": names}
     clauses, values = ["attribute_exists(#pk)"], {}
     for index, name in enumerate(GUARD_ATTRIBUTES):
         names[f"#g{index}"] = name
-        value = read.guard.get(name)
+        value = guard.get(name)
         if value is None:
             clauses.append(f"attribute_not_exists(#g{index})")
         else:
@@ -78,11 +76,9 @@ class DynamoDBStateStore(StateStore):
     def __init__(
         self, client: DynamoDBClient, table: str, model_name: str, lifetimes: Lifetimes, clock: Clock = utc_now
     ) -> None:
+        super().__init__(model_name, lifetimes, clock)
         self._client = client
         self._table = table
-        self._model = model_name
-        self._lifetimes = lifetimes
-        self._clock = clock
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One DynamoDB call on the table (botocore retries it); StoreUnavailable when DynamoDB cannot be reached
@@ -106,11 +102,11 @@ class DynamoDBStateStore(StateStore):
             logger.warning("state store unavailable", extra={"operation": operation, "cause": type(error).__name__})
             raise StoreUnavailable(type(error).__name__) from error
 
-    def load(self, user_id: str) -> Stored:
-        item = self._call("get_item", Key=item_key(user_id, self._model), ConsistentRead=True).get("Item")
-        return parse(item, self._clock())
+    def _get(self, user_id: str) -> Item | None:
+        item: Item | None = self._call("get_item", Key=item_key(user_id, self._model), ConsistentRead=True).get("Item")
+        return item
 
-    def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
+    def _get_many(self, user_ids: Sequence[str]) -> dict[str, Item]:
         """One strongly consistent BatchGetItem per 100 users; keys DynamoDB leaves unprocessed (throttling, the
         16 MB answer limit) are asked again with backoff, and StoreUnavailable when they stay unprocessed."""
         found: dict[str, Item] = {}
@@ -127,22 +123,17 @@ class DynamoDBStateStore(StateStore):
             if keys:
                 logger.warning("state store unavailable", extra={"operation": "batch_get_item", "cause": "unprocessed"})
                 raise StoreUnavailable("UnprocessedKeys")
-        now = self._clock()
-        return {user_id: parse(found.get(user_id), now) for user_id in user_ids}
+        return found
 
     def ping(self) -> None:
         """An eventually consistent read of a key no user can have."""
         self._call("get_item", Key=item_key(HEALTH_KEY, self._model), ConsistentRead=False)
 
-    def save(self, user_id: str, write: Write, read: Stored) -> Attempt:
-        write_id = os.urandom(WRITE_ID_BYTES)
-        item = successor(read, write, write_id, self._clock(), self._lifetimes)
-        attempt = Attempt(write_id, item.revision)
+    def _put(self, user_id: str, item: Item, guard: Item | None, attempt: Attempt) -> None:
         try:
-            self._call("put_item", Item=encode(item_key(user_id, self._model), item), **condition(read))
+            self._call("put_item", Item=item, **condition(guard))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 retried = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0  # by botocore
                 raise WriteConflict(attempt, ambiguous=retried) from None
             raise
-        return attempt

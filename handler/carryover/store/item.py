@@ -1,5 +1,6 @@
-"""The item that holds one user's state for one model name: its named states, what one write puts in it, and
-the rules that need no I/O. `codec.py` turns it into DynamoDB attributes and back; every store keeps those.
+"""The item that holds one user's state (`carryover.core.domain`) for one model name: its envelope (revision,
+write ids, keys, stream positions, lifetime), its named states, what one write puts in it, and the rules that
+need no I/O. `codec.py` turns it into DynamoDB attributes and back; every store keeps those.
 
 One item per (user, model name). Attributes of format 3 (this release):
   user_id (S, partition key), model (S, sort key)
@@ -10,7 +11,8 @@ One item per (user, model name). Attributes of format 3 (this release):
   updated_at (S)     ISO 8601
   keys (B)           the newest request keys: 20-byte records, newest first (see KeyRecord)
   applied (M)        where the user's stream records stand: {shard id: the sequence number of the last record of
-                     that shard applied or refused (S, decimal)}, the newest APPLIED_SHARDS shards (absent: none)
+                     that shard applied or refused (S, decimal)}: the newest numbered shard and any named otherwise
+                     (`Positions`; absent: none)
   -- a live state only:
   steps (N)          the user's stream: rows sent since the state was new or reset
   model_version (S), state (B: float32 blob in the manifest's layout)
@@ -23,11 +25,13 @@ One item per (user, model name). Attributes of format 3 (this release):
   reply (M)          the response of the newest keyed request, if it was this write's or no write came since
                      {k: key digest (B), v: model version (S), s: steps (N), o: origin (S), n: rows (N),
                       y: every output's float32 values, in manifest order (B),
-                      c: the other versions' reports (L of M: v, r: role, o: origin, n: steps; optional)}
+                      c: the other versions' reports (L of M: v, r: role, o: origin, n: steps; optional),
+                      a stream write's: q: its shard (S), r: its records, "sequence:rows" joined by "," (S)}
+  outbox (L of M)    older stream answers not yet known published, each as `reply` is (absent: none)
   -- a tombstone (after DELETE): deleted (BOOL true), and none of the above
 
-`applied` is optional within format 3: the previous release ignores it (and drops it when it writes), so it is
-no new format.
+`applied`, `outbox` and a reply's `q` and `r` are optional within format 3: a release that does not know them
+ignores them (and drops them when it writes), so they are no new format.
 
 Formats evolve as schemas do, expand then contract: a release reads the formats every earlier release wrote;
 a change that an earlier release could not read is first shipped read-only (the release after writes it), so a
@@ -51,8 +55,8 @@ Why a write is never applied twice:
 - A stream record's identity is its shard and sequence number: sequence numbers grow within a shard, and a
   user's records reach the stream function in that order. The write that applies a user's records records the
   last one's number under its shard (`applied`), in the same conditional write as the state it produced, so a
-  record at or below it is already in the state: a batch delivered again applies none of it twice, with no
-  window to outlive (the numbers are kept for as long as the item).
+  record at or below it is already in the state, and so is every record of a shard older than the newest
+  numbered one (`Positions`): a batch delivered again applies none of it twice, with no window to outlive.
 - A request key (the client's idempotency key) is recorded in the same conditional write as the state it
   produced. A repeat within the window (newest `max_keys` keys, none older than `key_ttl`) finds its record:
   the same fingerprint is a replay, another is a reuse. Only the newest keyed response is kept (`reply`),
@@ -62,15 +66,24 @@ Why a write is never applied twice:
 Cost: a write is billed per started KiB of the larger of the old and new item. Without keys the item is
 the state blob plus about 250 bytes; each other version adds its blob and about 30 bytes, the history
 4 x F x HISTORY_ROWS bytes; keys add at most KEY_RECORD_BYTES x max_keys + 12 bytes, and a keyed write's
-reply 4 x (output values) + about 60 bytes, dropped by the next write.
+reply 4 x (output values) + about 60 bytes, dropped by the next write. A stream write's answer stays until a
+later delivery shows it published (the next one, when nothing failed).
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from carryover.core.domain import (
+    DIGEST_BYTES,
+    KeyRecord,
+    KeyWindow,
+    Position,
+    Positions,
+    UserState,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -80,98 +93,13 @@ else:
     Attribute = dict
 
 Item = dict[str, Attribute]  # an item as DynamoDB attributes
-# Where a model's state started for a request: new (no state), continued (its saved state), reset (asked for, or
-# nothing it can continue), replayed (run from zero over the kept history), caught_up (its saved state, missing
-# rows run from the history first), warmed (a second model starting from zero beside the one that answers).
-StateOrigin = Literal["new", "continued", "reset", "replayed", "caught_up", "warmed"]
-Role = Literal["answers", "next", "previous"]  # a bundle's models: the one that answers, and its companion
 FORMAT = 3  # the item format this release writes, and the newest it reads
 
-APPLIED_SHARDS = 8  # shards whose position is kept (a user's key moves to a child shard when the stream reshards)
 HISTORY = 16  # write ids kept: a lost answer is recognised past this many other writers, not more
 WRITE_ID_BYTES = 8
-DIGEST_BYTES = 8
 KEY_RECORD_BYTES = 2 * DIGEST_BYTES + 4  # key digest, request fingerprint, epoch seconds
 ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's item size limit
 ITEM_OVERHEAD_BYTES = 2048  # keys, names, write ids, times: everything in an item but the state and the reply
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """A request made with a key: digests of the key and of what the request asked, and when."""
-
-    key: bytes
-    fingerprint: bytes
-    at: datetime
-
-
-@dataclass(frozen=True)
-class VersionReport:
-    """What a request did with a model version that did not answer it: where its state started, and its steps."""
-
-    version: str
-    role: Role
-    origin: StateOrigin
-    steps: int
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a keyed request answered, enough to render the same response again."""
-
-    key: bytes
-    model_version: str
-    steps: int
-    origin: StateOrigin
-    rows: int
-    outputs: bytes  # float32 values of every output, in manifest order
-    others: tuple[VersionReport, ...] = ()
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """One model version's state for the user, and where in the user's stream it stands."""
-
-    version: str
-    blob: bytes
-    since: int  # the stream position it began at: 0 when it has seen every row of the stream
-    at: int  # the stream position it is current at
-    kind: str | None = None  # states of one kind are continued by any version of that kind (window rows)
-
-    @property
-    def steps(self) -> int:
-        """The rows this state has seen."""
-        return self.at - self.since
-
-
-@dataclass(frozen=True)
-class UserState:
-    """A user's state as one write leaves it: their stream, each model version's state (the one that answered
-    first, current at the stream), and the rows kept for versions that lack a state."""
-
-    stream: int
-    models: tuple[ModelState, ...]
-    updated_at: datetime
-    reply: Reply | None = None
-    history: bytes = b""  # the last rows, float32, oldest first; they end at `stream`
-
-    @classmethod
-    def of_one(
-        cls, version: str, blob: bytes, steps: int, updated_at: datetime, reply: Reply | None = None
-    ) -> UserState:
-        """The state of one model version that has seen every row of the stream."""
-        return cls(steps, (ModelState(version, blob, 0, steps),), updated_at, reply)
-
-    @property
-    def answering(self) -> ModelState:
-        return self.models[0]
-
-    def of(self, version: str, kind: str | None) -> ModelState | None:
-        """This version's state, or one of the same kind (which any version of that kind continues)."""
-        exact = next((model for model in self.models if model.version == version), None)
-        if exact is not None or kind is None:
-            return exact
-        return next((model for model in self.models if model.kind == kind), None)
 
 
 @dataclass(frozen=True)
@@ -184,7 +112,7 @@ class _Existing:
     revision: int
     writes: tuple[bytes, ...]
     keys: tuple[KeyRecord, ...]
-    applied: dict[str, int]  # shard id -> the sequence number of the last of its records in the state
+    applied: Positions
     expires_at: datetime
     guard: Item  # the raw attributes the next write is conditional on
 
@@ -224,17 +152,9 @@ Written = Live | Tombstone  # what a write leaves
 
 
 @dataclass(frozen=True)
-class KeyWindow:
-    """Which request keys are remembered: the newest `size`, none older than `ttl`."""
-
-    ttl: timedelta = timedelta(hours=24)
-    size: int = 32
-
-
-@dataclass(frozen=True)
 class Lifetimes:
     state_ttl: timedelta
-    keys: KeyWindow = KeyWindow()
+    keys: KeyWindow = field(default_factory=KeyWindow)
 
 
 @dataclass(frozen=True)
@@ -255,14 +175,14 @@ class Attempt:
     revision: int
 
 
-def digest(data: bytes | str) -> bytes:
-    """The short digest under which a request key or a request's canonical form is recorded."""
-    return hashlib.sha256(data.encode() if isinstance(data, str) else data).digest()[:DIGEST_BYTES]
+def positions(stored: Stored) -> Positions:
+    """Where the user's stream records stand, as the item says (none for an item that says nothing)."""
+    return stored.applied if isinstance(stored, _Existing) else Positions()
 
 
-def applied_through(stored: Stored, shard: str) -> int:
-    """The sequence number of the last record of `shard` the item's state holds (-1: none)."""
-    return stored.applied.get(shard, -1) if isinstance(stored, _Existing) else -1
+def holds(stored: Stored, position: Position) -> bool:
+    """Whether the record at `position` is in the item's state already."""
+    return positions(stored).holds(position)
 
 
 def remembered_keys(stored: Stored, now: datetime, window: KeyWindow) -> tuple[KeyRecord, ...]:
@@ -295,13 +215,11 @@ def successor(read: Stored, write: Write, write_id: bytes, now: datetime, lifeti
     if write.key is not None:
         keys = (write.key, *keys)[: lifetimes.keys.size]
     previous = read if isinstance(read, _Existing) else None
-    moved = dict(write.applied)
-    earlier = [(shard, at) for shard, at in (previous.applied if previous else {}).items() if shard not in moved]
     fields: dict[str, Any] = {
         "revision": previous.revision + 1 if previous else 1,
         "writes": (write_id, *(previous.writes if previous else ()))[:HISTORY],
         "keys": keys,
-        "applied": dict((list(write.applied) + earlier)[:APPLIED_SHARDS]),
+        "applied": positions(read).advanced(dict(write.applied)),
         "guard": {},
     }
     if write.state is None:
@@ -316,5 +234,5 @@ def needs_tombstone(read: Stored) -> bool:
 
 def largest_item_bytes(state_bytes: int, reply_bytes: int, window: KeyWindow, history_bytes: int = 0) -> int:
     """The most an item can hold for states of `state_bytes` in all, a recorded reply of at most `reply_bytes`
-    and a history of `history_bytes`."""
+    and a history of `history_bytes`, besides the stream answers kept until published."""
     return state_bytes + reply_bytes + history_bytes + ITEM_OVERHEAD_BYTES + KEY_RECORD_BYTES * window.size

@@ -17,7 +17,6 @@ start-up and then hourly, as DynamoDB's TTL would.
 
 from __future__ import annotations
 
-import os
 import queue
 import sqlite3
 import threading
@@ -31,9 +30,9 @@ from typing import Literal
 
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
-from carryover.store import StateStore, WriteConflict
-from carryover.store.codec import GUARD_ATTRIBUTES, TTL_ATTRIBUTE, encode, epoch, from_json, item_key, parse, to_json
-from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Item, Lifetimes, Stored, Write, landed, successor
+from carryover.store import StateStore, WriteConflict, guard
+from carryover.store.codec import TTL_ATTRIBUTE, epoch, from_json, parse, to_json
+from carryover.store.item import Attempt, Item, Lifetimes, landed
 
 Durability = Literal["process", "machine"]
 SYNCHRONOUS: dict[Durability, str] = {"process": "NORMAL", "machine": "FULL"}
@@ -49,10 +48,6 @@ CREATE INDEX IF NOT EXISTS items_by_expiry ON items (expires_at);
 """
 GROUP_MOST = 256  # writes committed together at most
 SWEEP_EVERY_S = 3600.0
-
-
-def _guard(item: Item) -> Item:
-    return {name: item[name] for name in GUARD_ATTRIBUTES if name in item}
 
 
 @dataclass
@@ -79,8 +74,8 @@ class SQLiteStateStore(StateStore):
         durability: Durability = "process",
         busy_timeout_s: float = 5.0,
     ) -> None:
+        super().__init__(model_name, lifetimes, clock)
         self.path = path
-        self._model, self._lifetimes, self._clock = model_name, lifetimes, clock
         self._durability, self._busy_timeout_s = durability, busy_timeout_s
         self._readers = threading.local()
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -116,16 +111,16 @@ class SQLiteStateStore(StateStore):
             connection = self._readers.connection = self._connect()
         return connection
 
-    def load(self, user_id: str) -> Stored:
+    def _get(self, user_id: str) -> Item | None:
         with self._failures("load"):
             row = (
                 self._reader()
                 .execute("SELECT item FROM items WHERE user_id = ? AND model = ?", (user_id, self._model))
                 .fetchone()
             )
-        return parse(None if row is None else from_json(row[0]), self._clock())
+        return None if row is None else from_json(row[0])
 
-    def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
+    def _get_many(self, user_ids: Sequence[str]) -> dict[str, Item]:
         """One read of every user's item (a single SELECT; one snapshot of the database)."""
         marks = ", ".join("?" * len(user_ids))
         with self._failures("load"):
@@ -133,27 +128,20 @@ class SQLiteStateStore(StateStore):
                 f"SELECT user_id, item FROM items WHERE model = ? AND user_id IN ({marks})",  # placeholders only
                 (self._model, *user_ids),
             )
-            found = {user_id: from_json(item) for user_id, item in rows.fetchall()}
-        now = self._clock()
-        return {user_id: parse(found.get(user_id), now) for user_id in user_ids}
+            return {user_id: from_json(item) for user_id, item in rows.fetchall()}
 
     def ping(self) -> None:
         with self._failures("ping"):
             self._reader().execute("SELECT 1 FROM items LIMIT 1").fetchall()
 
-    def save(self, user_id: str, write: Write, read: Stored) -> Attempt:
-        write_id = os.urandom(WRITE_ID_BYTES)
-        item = successor(read, write, write_id, self._clock(), self._lifetimes)
-        condition = None if isinstance(read, Absent) else read.guard
-        attempt = Attempt(write_id, item.revision)
-        pending = _Pending(user_id, encode(item_key(user_id, self._model), item), condition, attempt)
+    def _put(self, user_id: str, item: Item, condition: Item | None, attempt: Attempt) -> None:
+        pending = _Pending(user_id, item, condition, attempt)
         self._queue.put(pending)
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
         if not pending.landed:
             raise WriteConflict(attempt, ambiguous=pending.ambiguous)
-        return attempt
 
     def close(self) -> None:
         self._queue.put(None)
@@ -222,7 +210,7 @@ class SQLiteStateStore(StateStore):
         row = self._writer.execute("SELECT item FROM items WHERE user_id = ? AND model = ?", key).fetchone()
         if (row is None) != (pending.condition is None):
             return False
-        if row is not None and _guard(from_json(row[0])) != pending.condition:
+        if row is not None and guard(from_json(row[0])) != pending.condition:
             return False
         expires_at = int(pending.item[TTL_ATTRIBUTE]["N"])
         self._writer.execute(

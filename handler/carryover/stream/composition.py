@@ -5,19 +5,30 @@ from __future__ import annotations
 from carryover.bundle import ModelBundle
 from carryover.composition import build_service, build_store
 from carryover.config import ConfigurationError, Settings
-from carryover.core.batch import BatchService
+from carryover.core.plan import most_rows
 from carryover.core.service import PredictionService
-from carryover.store import StateStore
-from carryover.store.dynamodb import Clock, utc_now
+from carryover.store import Clock
+from carryover.store.dynamodb import utc_now
 from carryover.stream.lambda_handler import StreamConsumer, StreamHandler, create_stream_handler
+from carryover.stream.records import RecordRules
 from carryover.stream.sinks import Answers, Failures, QueueFailures, StreamAnswers
 
 
 def build_consumer(
-    settings: Settings, service: PredictionService, store: StateStore, failures: Failures, answers: Answers | None
+    settings: Settings, service: PredictionService, failures: Failures, answers: Answers | None
 ) -> StreamConsumer:
-    batches = BatchService(service, store, settings.conflict_retries)
-    return StreamConsumer(batches, service.manifest, settings.max_timesteps, failures, answers)
+    """The stream way in on `service`'s apply path. A record's answer is kept in the item until published, so a
+    record may carry at most the rows whose answer fits beside the states (refused at cold start when none does)."""
+    room = service.applier.planner.room
+    limit = min(room.reply, room.kept)
+    manifest = service.manifest
+    if most_rows(manifest, limit) < 1:
+        raise ConfigurationError(
+            f"model {manifest.name}: the answer of one timestep ({manifest.output_values(1) * 4} bytes) does not fit "
+            f"a DynamoDB item beside its states and settings ({limit} bytes left): records could never be applied"
+        )
+    rules = RecordRules(manifest, settings.max_timesteps, limit)
+    return StreamConsumer(service.applier, service.bundle, rules, failures, answers)
 
 
 def build_stream_handler(settings: Settings, clock: Clock = utc_now) -> StreamHandler:
@@ -38,4 +49,4 @@ def build_stream_handler(settings: Settings, clock: Clock = utc_now) -> StreamHa
         if settings.answers_stream
         else None
     )
-    return create_stream_handler(build_consumer(settings, service, store, failures, answers), settings.tracing)
+    return create_stream_handler(build_consumer(settings, service, failures, answers), settings.tracing)

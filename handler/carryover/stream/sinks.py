@@ -2,8 +2,11 @@
 
 Failures go to an SQS queue, one message per record with its reason and its data, so that nothing but the
 queue is needed to inspect or replay them (the event source mapping's own on-failure destination, the same
-queue, receives only the metadata of batches it gave up on). Answers go to a Kinesis stream, one record per
-user per batch with the user id as partition key: consumers of an ordered per-user stream expect the answers
+queue, receives only the metadata of batches it gave up on). A message stays within SQS's limits whatever the
+record: one holding data that would pass MESSAGE_LIMIT carries, instead of the data, its size and SHA-256 and
+where to read it (the record stays in the stream for the stream's retention); messages go in batches of at most
+SQS_BATCH whose sizes add up to at most MESSAGE_LIMIT. Answers go to a Kinesis stream, one record per user per
+applied write with the user id as partition key: consumers of an ordered per-user stream expect the answers
 in the same order, replayable, and readable by several independent consumers, each with its own position.
 Both are at least once: each message and each answer carries an id that is the same on every delivery.
 """
@@ -11,19 +14,18 @@ Both are at least once: each message and each answer carries an id that is the s
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from carryover.core.batch import Applied
 from carryover.errors import StoreUnavailable
-from carryover.manifest import Manifest
 from carryover.observability import logger
 from carryover.stream.records import Delivered
 
 SQS_BATCH = 10  # messages per SendMessageBatch
+MESSAGE_LIMIT = 256 * 1024  # SQS: the most one message holds, and one SendMessageBatch in all
 KINESIS_BATCH = 500  # records per PutRecords
 ATTEMPTS = 3  # calls for the entries a batch call did not take
 
@@ -39,38 +41,43 @@ class Failures(Protocol):
 
 
 class Answers(Protocol):
-    def publish(self, applied: Sequence[Applied], manifest: Manifest) -> None: ...
+    def publish(self, events: Sequence[dict[str, Any]]) -> None: ...
 
 
 def failure_message(delivered: Delivered) -> dict[str, Any]:
-    record, error = delivered.record, delivered.record.error
-    return {
-        "id": record.event_id,
+    """The message for a refused record: its identity, why, and its data, or what finds it when too large."""
+    error = delivered.entry.error
+    message = {
+        "id": delivered.position.event_id,
         "code": error.code if error else "internal_error",
         "reason": error.message if error else "",
-        "shard_id": record.shard,
-        "sequence_number": str(record.sequence),
+        "shard_id": delivered.position.shard,
+        "sequence_number": str(delivered.position.sequence),
         "partition_key": delivered.partition_key,
-        "data": delivered.data,
         "stream": delivered.source,
+        "size": len(delivered.raw),
+        "sha256": delivered.sha256,
+        "data": delivered.data,
+    }
+    if len(json.dumps(message)) <= MESSAGE_LIMIT:
+        return message
+    del message["data"]
+    return message | {
+        "data_omitted": f"{message['size']} bytes of data do not fit a message: read the record from the stream "
+        "(GetShardIterator AT_SEQUENCE_NUMBER at shard_id and sequence_number) within its retention"
     }
 
 
-def answer_event(applied: Applied, manifest: Manifest) -> dict[str, Any]:
-    prediction = applied.prediction
-    return {
-        "id": applied.event_id,
-        "user_id": prediction.user_id,
-        "model": {"name": manifest.name, "version": prediction.model_version},
-        "steps": prediction.steps,
-        "state": prediction.origin,
-        "rows": prediction.rows,
-        "outputs": {name: rows.tolist() for name, rows in prediction.outputs.items()},
-        "records": [
-            {"shard_id": r.shard, "sequence_number": str(r.sequence), "rows": len(r.request.inputs) if r.request else 0}
-            for r in applied.records
-        ],
-    }
+def sized_batches(bodies: Sequence[str]) -> Iterator[list[str]]:
+    """The bodies in order, in batches of at most SQS_BATCH adding up to at most MESSAGE_LIMIT bytes."""
+    batch: list[str] = []
+    for body in bodies:
+        if batch and (len(batch) == SQS_BATCH or sum(map(len, batch)) + len(body) > MESSAGE_LIMIT):
+            yield batch
+            batch = []
+        batch.append(body)
+    if batch:
+        yield batch
 
 
 def _calling(what: str, call: Any, **params: Any) -> dict[str, Any]:
@@ -89,11 +96,8 @@ class QueueFailures:
         self._client, self._url = client, queue_url
 
     def send(self, refused: Sequence[Delivered]) -> None:
-        for start in range(0, len(refused), SQS_BATCH):
-            entries = [
-                {"Id": str(index), "MessageBody": json.dumps(failure_message(delivered))}
-                for index, delivered in enumerate(refused[start : start + SQS_BATCH])
-            ]
+        for batch in sized_batches([json.dumps(failure_message(delivered)) for delivered in refused]):
+            entries = [{"Id": str(index), "MessageBody": body} for index, body in enumerate(batch)]
             for _ in range(ATTEMPTS):
                 answer = _calling("failure queue", self._client.send_message_batch, QueueUrl=self._url, Entries=entries)
                 failed = {entry["Id"] for entry in answer.get("Failed", [])}
@@ -116,17 +120,17 @@ class FileFailures:
 
 
 class StreamAnswers:
-    """Each user's answers as one Kinesis record, partition key the user id; records PutRecords fails are sent
-    again (one record per user per batch, so resending keeps each user's order)."""
+    """Each answer as one Kinesis record, partition key its user; records PutRecords fails are sent again (one
+    record per user per write, in order, so resending keeps each user's order)."""
 
     def __init__(self, client: Any, stream_name: str) -> None:
         self._client, self._stream = client, stream_name
 
-    def publish(self, applied: Sequence[Applied], manifest: Manifest) -> None:
-        for start in range(0, len(applied), KINESIS_BATCH):
+    def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        for start in range(0, len(events), KINESIS_BATCH):
             entries = [
-                {"Data": json.dumps(answer_event(a, manifest)).encode(), "PartitionKey": a.prediction.user_id}
-                for a in applied[start : start + KINESIS_BATCH]
+                {"Data": json.dumps(event).encode(), "PartitionKey": event["user_id"]}
+                for event in events[start : start + KINESIS_BATCH]
             ]
             for _ in range(ATTEMPTS):
                 answer = _calling("answers stream", self._client.put_records, StreamName=self._stream, Records=entries)

@@ -8,20 +8,17 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from carryover.core.domain import Covered, KeyRecord, KeyWindow, Reply, UserState
 from carryover.store.codec import encode, item_key, parse
 from carryover.store.item import (
     HISTORY,
     Absent,
     Attempt,
     Expired,
-    KeyRecord,
-    KeyWindow,
     Lifetimes,
     Live,
-    Reply,
     Tombstone,
     Unreadable,
-    UserState,
     Write,
     landed,
     remembered_keys,
@@ -55,6 +52,22 @@ def test_a_live_item_reads_back_as_written(steps, rows, keyed):
     assert (after.revision, after.writes) == (1, (b"w" * 8,))
     assert after.keys == ((key(1),) if keyed else ())
     assert after.expires_at == NOW + LIFETIMES.state_ttl
+
+
+@given(
+    sequences=st.lists(st.integers(0, 10**128), min_size=1, max_size=50, unique=True),
+    rows=st.integers(1, 100_000),
+    kept=st.integers(0, 3),
+)
+def test_stream_answers_read_back_as_written(sequences, rows, kept):
+    """The records a stream answer covers (Kinesis sequence numbers of up to 128 digits, growing), the newest
+    answer and the ones kept until published."""
+    records = tuple((sequence, rows) for sequence in sorted(sequences))
+    answer = Reply(b"s" * 8, "v1", 9, "continued", rows, b"\x00" * 4, covered=Covered("shardId-000000000007", records))
+    saved = UserState(9, state(9).models, NOW, answer, outbox=(answer,) * kept)
+    after = written(Absent(), Write(saved, applied=(("shardId-000000000007", records[-1][0]),)))
+    assert isinstance(after, Live) and after.state == saved
+    assert after.applied.last == {"shardId-000000000007": records[-1][0]}
 
 
 def test_a_delete_leaves_a_tombstone_that_keeps_history_and_keys_for_the_key_window():

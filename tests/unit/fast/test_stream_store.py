@@ -9,10 +9,11 @@ from typing import Any, cast
 import pytest
 
 from carryover.composition import lifetimes
+from carryover.core.domain import UserState
 from carryover.errors import StoreUnavailable
 from carryover.store import StateStore
 from carryover.store.dynamodb import UNPROCESSED_RETRIES, DynamoDBStateStore, utc_now
-from carryover.store.item import Absent, Live, Tombstone, UserState, Write
+from carryover.store.item import Absent, Live, Tombstone, Write
 from carryover.store.sqlite import SQLiteStateStore
 from tests.stores import MODEL
 from tests.unit.conftest import TABLE, settings_for
@@ -53,7 +54,7 @@ class Stuck(Unprocessing):
 
 
 def state(served: Any, steps: int) -> UserState:
-    manifest = served["seed"].manifest
+    manifest = served.manifest
     return UserState.of_one(manifest.version, manifest.pack_state(manifest.zero_state()), steps, utc_now())
 
 
@@ -65,9 +66,9 @@ def fill(kept: StateStore, served: Any) -> list[str]:
     return written
 
 
-def test_many_users_are_read_100_at_a_time_and_unprocessed_keys_asked_again(dynamodb, served):
-    life = lifetimes(settings_for(served["seed"], {}))
-    written = fill(DynamoDBStateStore(dynamodb, TABLE, MODEL, life), served)
+def test_many_users_are_read_100_at_a_time_and_unprocessed_keys_asked_again(dynamodb, small):
+    life = lifetimes(settings_for(small, {}))
+    written = fill(DynamoDBStateStore(dynamodb, TABLE, MODEL, life), small)
     unprocessing = Unprocessing(dynamodb, left=7, times=2)
     found = DynamoDBStateStore(cast(Any, unprocessing), TABLE, MODEL, life).load_many(USERS)
     assert unprocessing.asked == [100, 7, 50, 7]  # 100 keys at most; the 7 left unprocessed asked again
@@ -75,30 +76,30 @@ def test_many_users_are_read_100_at_a_time_and_unprocessed_keys_asked_again(dyna
     assert all(isinstance(found[user], Absent) for user in USERS if user not in written)
 
 
-def test_keys_that_stay_unprocessed_are_a_store_outage(dynamodb, served):
+def test_keys_that_stay_unprocessed_are_a_store_outage(dynamodb, small):
     stuck = Stuck(dynamodb, left=0, times=0)
-    kept = DynamoDBStateStore(cast(Any, stuck), TABLE, MODEL, lifetimes(settings_for(served["seed"], {})))
+    kept = DynamoDBStateStore(cast(Any, stuck), TABLE, MODEL, lifetimes(settings_for(small, {})))
     with pytest.raises(StoreUnavailable):
         kept.load_many(["a", "b"])
     assert stuck.asked == [2] * (UNPROCESSED_RETRIES + 1)
 
 
-def test_sqlite_reads_many_users_as_it_reads_each(served, tmp_path):
-    kept = SQLiteStateStore(tmp_path / "state.sqlite3", MODEL, lifetimes(settings_for(served["seed"], {})), utc_now)
-    fill(kept, served)
+def test_sqlite_reads_many_users_as_it_reads_each(small, tmp_path):
+    kept = SQLiteStateStore(tmp_path / "state.sqlite3", MODEL, lifetimes(settings_for(small, {})), utc_now)
+    fill(kept, small)
     assert kept.load_many(USERS) == {user: kept.load(user) for user in USERS}
     kept.close()
 
 
-def test_every_write_keeps_the_users_stream_position(dynamodb, served):
-    kept = DynamoDBStateStore(dynamodb, TABLE, MODEL, lifetimes(settings_for(served["seed"], {})))
-    kept.save("ana", Write(state(served, 1), applied=(("s-1", 17),)), Absent())
+def test_every_write_keeps_the_users_stream_position(dynamodb, small):
+    kept = DynamoDBStateStore(dynamodb, TABLE, MODEL, lifetimes(settings_for(small, {})))
+    kept.save("ana", Write(state(small, 1), applied=(("s-1", 17),)), Absent())
     after_stream = kept.load("ana")
-    kept.save("ana", Write(state(served, 2)), after_stream)  # what a POST writes
+    kept.save("ana", Write(state(small, 2)), after_stream)  # what a POST writes
     after_http = kept.load("ana")
-    assert isinstance(after_http, Live) and after_http.applied == {"s-1": 17}
+    assert isinstance(after_http, Live) and after_http.applied.last == {"s-1": 17}
     kept.save("ana", Write(None), after_http)  # what a DELETE writes
     deleted = kept.load("ana")
-    assert isinstance(deleted, Tombstone) and deleted.applied == {"s-1": 17}
+    assert isinstance(deleted, Tombstone) and deleted.applied.last == {"s-1": 17}
     kept.save("ana", Write(None, applied=(("s-2", 5), ("s-1", 20))), deleted)
-    assert kept.load("ana").applied == {"s-2": 5, "s-1": 20}  # type: ignore[union-attr]
+    assert kept.load("ana").applied.last == {"s-2": 5, "s-1": 20}  # type: ignore[union-attr]
