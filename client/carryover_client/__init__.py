@@ -53,6 +53,7 @@ class Prediction:
     replayed: bool  # True when the answer is the recorded one of an earlier attempt with the same key
     real_rows: list[int] | None = None  # window mode: how many rows of each timestep's window were the user's
     versions: list[dict[str, Any]] | None = None  # a bundle keeping a second model: where its state started
+    seen: int | None = None  # the rows the answering version's state has seen (steps: all of them)
 
 
 class Auth(Protocol):
@@ -112,10 +113,15 @@ class Client:
         headers = {"idempotency-key": key or uuid.uuid4().hex}
         answer, reply_headers = self._request("POST", f"/users/{quote(user_id, safe='')}/predict", body, headers)
         return Prediction(
-            outputs=answer["outputs"], steps=answer["steps"], state=answer["state"], model=answer["model"],
-            replayed=reply_headers.get("idempotent-replayed") == "true", real_rows=answer.get("real_rows"),
+            outputs=answer["outputs"],
+            steps=answer["steps"],
+            state=answer["state"],
+            model=answer["model"],
+            replayed=reply_headers.get("idempotent-replayed") == "true",
+            real_rows=answer.get("real_rows"),
             versions=answer.get("versions"),
-        )  # fmt: skip
+            seen=answer.get("seen"),
+        )
 
     def stream(self, user_id: str, rows: Sequence[Any], chunk: int = 10, reset: bool = False) -> Iterator[Prediction]:
         """Sends `rows` in chunks of `chunk` timesteps, in order, each chunk once; `reset` starts from zeros."""

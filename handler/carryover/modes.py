@@ -63,9 +63,9 @@ class ServingMode(ABC):
         return loaded
 
     @abstractmethod
-    def real_rows(self, steps: int, rows: int, manifest: Manifest) -> list[int] | None:
-        """For each of a request's `rows`, ending at the user's step `steps`, how many rows of its input were
-        the user's; None when every answer sees the whole stream."""
+    def real_rows(self, seen: int, rows: int, manifest: Manifest) -> list[int] | None:
+        """For each of a request's `rows`, the last of which is the `seen`th row its state has seen, how many rows
+        of its input were the user's; None when every answer sees all the rows its state has."""
 
     @abstractmethod
     def describe(self, manifest: Manifest) -> str:
@@ -77,7 +77,7 @@ class CarryMode(ServingMode):
 
     name: Mode = "carry"
 
-    def real_rows(self, steps: int, rows: int, manifest: Manifest) -> list[int] | None:
+    def real_rows(self, seen: int, rows: int, manifest: Manifest) -> list[int] | None:
         return None
 
     def describe(self, manifest: Manifest) -> str:
@@ -89,8 +89,8 @@ class WindowMode(ServingMode):
 
     name: Mode = "window"
 
-    def real_rows(self, steps: int, rows: int, manifest: Manifest) -> list[int] | None:
-        return [min(steps - rows + i, manifest.window or 0) for i in range(1, rows + 1)]
+    def real_rows(self, seen: int, rows: int, manifest: Manifest) -> list[int] | None:
+        return [min(seen - rows + i, manifest.window or 0) for i in range(1, rows + 1)]
 
     def describe(self, manifest: Manifest) -> str:
         return f"window mode (each answer on the user's last {manifest.window} rows)"

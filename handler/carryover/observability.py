@@ -23,6 +23,7 @@ TIMESTEPS = "Timesteps"  # timesteps applied
 STREAM_RECORDS_APPLIED = "StreamRecordsApplied"  # stream records applied to users' states
 STREAM_RECORDS_REFUSED = "StreamRecordsRefused"  # stream records sent to the failure queue
 DIVERGENCE = "VersionDivergence"  # the largest difference between the outputs of a bundle's two models
+INCOMPLETE = "IncompleteState"  # an answer from a state that has not seen every row (CompanionIncompleteState)
 # Where each request's state started, per model: State<Origin> for the model that answers (StateNew,
 # StateContinued, StateReset, StateReplayed, StateCaughtUp), Companion<...> for the bundle's other model
 # (CompanionStateWarmed while it learns a user's context, ...).
@@ -59,11 +60,14 @@ def traced(handler: Handler) -> Handler:
     return wrapped
 
 
-def count_origins(origins: Sequence[str]) -> None:
-    """One count per model of where its state started: the first answered, the others are its companions."""
-    for index, origin in enumerate(origins):
-        name = ORIGIN_METRICS[origin]
-        add_metric(name if index == 0 else f"Companion{name}", 1)
+def count_origins(origins: Sequence[str], partial: Sequence[bool]) -> None:
+    """One count per model of where its state started, and of those whose state has not seen every row of the
+    user's stream (`IncompleteState`): the first answered, the others are its companions."""
+    for index, (origin, incomplete) in enumerate(zip(origins, partial, strict=True)):
+        prefix = "" if index == 0 else "Companion"
+        add_metric(prefix + ORIGIN_METRICS[origin], 1)
+        if incomplete:
+            add_metric(prefix + INCOMPLETE, 1)
 
 
 def record_divergence(user_id: str, answered: Mapping[str, Any], companion: Mapping[str, Any]) -> None:

@@ -3,8 +3,10 @@ step serve them side by side, and the shift moves 10 % then 100 % of the request
 
     steps: old alone -> (old, next = new) -> (new, previous = old) -> new alone
 
-Per phase: how many requests reset their user (the answering model found no state to continue), whether any
-user's steps were lost or doubled, and the write units a request costs.
+USERS users send in every phase; IDLE more send before and after the warm-up only, so the new version meets them
+without a state. Per phase: how many requests' answering model found no state to continue, how many answers came
+from a state that has not seen every row of the user's stream, how many requests found the other version's
+state gone (the goal: none), whether any user's steps were lost or doubled, and the write units a request costs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.clients import HandlerClient
 from tests.stores import DynamoDBItems
 
 USERS = 50
+IDLE = 10  # users who send nothing while the new version warms up
 # (phase, the kinds of instances serving, the share of requests the first kind gets)
 PHASES: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("before: old alone", ("old",), 1.0),
@@ -49,6 +52,8 @@ class Phase:
     requests: int = 0
     resets: int = 0
     resets_of_warmed: int = 0  # of users the warm-up saw: the goal is none
+    incomplete: int = 0  # answers from a state that has not seen every row of the user's stream (they say so)
+    other_lost: int = 0  # requests that found the other version's state gone (reset or warmed again): the goal is none
     lost_or_doubled: int = 0
     units: list[int] = field(default_factory=list)
 
@@ -100,16 +105,20 @@ def _phase(
 ) -> Phase:  # fmt: skip
     found, rng, (model, row) = Phase(name), random.Random(name), request
     warmed = name.startswith(("shift", "after"))
+    users = [f"user-{index}" for index in range(USERS)]
+    users += [] if name.startswith("warm-up") else [f"idle-{index}" for index in range(IDLE)]
     for _ in range(rounds):
-        for index in range(USERS):
-            user, kind = f"user-{index}", kinds[0] if rng.random() < share else kinds[-1]
+        for user in users:
+            kind = kinds[0] if rng.random() < share else kinds[-1]
             before = items.get(user, model)
             reply = handlers[kind].predict(user, row)
             assert reply.status == 200, reply.body
             after = items.saved(user, model)
             found.requests += 1
             found.resets += reply.body["state"] == "reset"
-            found.resets_of_warmed += warmed and reply.body["state"] == "reset"
+            found.resets_of_warmed += warmed and reply.body["state"] == "reset" and user.startswith("user-")
+            found.incomplete += reply.body["seen"] < reply.body["steps"]
+            found.other_lost += any(v["state"] in ("reset", "warmed") for v in reply.body.get("versions", []))
             previous = int(before["steps"]["N"]) if before else 0
             found.lost_or_doubled += reply.body["steps"] not in (previous + 1, 1)
             found.units.append(write_units(before, after))

@@ -91,3 +91,53 @@ def test_dashboard_shows_api_function_table_service_and_stream(translated):
     assert {("AWS/Lambda", "IteratorAge"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible")} <= metrics
     assert {(NAMESPACE, STREAM_RECORDS_APPLIED), (NAMESPACE, STREAM_RECORDS_REFUSED)} <= metrics
     assert "${StreamFunction}" in body and "${StreamFailureQueue.QueueName}" in body
+
+
+def deployment_groups(translated) -> dict:
+    return {
+        n: r["Properties"]
+        for n, r in translated["Resources"].items()
+        if r["Type"] == "AWS::CodeDeploy::DeploymentGroup"
+    }
+
+
+def test_both_ways_in_deploy_together(translated):
+    """The stream function's event source mapping invokes its `live` alias, which the same kind of deployment
+    shifts as the API's, and both roll back on the same alarms, the stream path's among them."""
+    groups = deployment_groups(translated)
+    assert set(groups) == {"PredictFunctionDeploymentGroup", "StreamFunctionDeploymentGroup"}
+    watched = [{alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]} for group in groups.values()]
+    assert watched[0] == watched[1] >= {"FunctionErrorsAlarm", "StreamFunctionErrorsAlarm", "StreamIteratorAgeAlarm"}
+    assert len({json.dumps(group["DeploymentConfigName"], sort_keys=True) for group in groups.values()}) == 1
+    (mapping,) = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["Properties"]["FunctionName"] == {"Ref": "StreamFunctionAliaslive"}
+
+
+def window_seconds(deployment_type: str) -> int:
+    """How long a CodeDeploy Lambda deployment type shifts traffic: Canary10Percent5Minutes 300 s,
+    Linear10PercentEvery1Minute 10 steps of 60 s."""
+    canary = re.fullmatch(r"Canary(\d+)Percent(\d+)Minutes?", deployment_type)
+    if canary:
+        return int(canary.group(2)) * 60
+    linear = re.fullmatch(r"Linear(\d+)PercentEvery(\d+)Minutes?", deployment_type)
+    assert linear, deployment_type
+    return (100 // int(linear.group(1))) * int(linear.group(2)) * 60
+
+
+def test_every_rollback_alarm_can_fire_within_the_shortest_deployment_window(translated):
+    offered = [t for t in translated["Parameters"]["DeploymentType"]["AllowedValues"] if t != "AllAtOnce"]
+    shortest = min(window_seconds(t) for t in offered)
+    assert shortest == 300
+    found = alarms(translated)
+    for name in {
+        alarm["Name"]["Ref"]
+        for g in deployment_groups(translated).values()
+        for alarm in g["AlarmConfiguration"]["Alarms"]
+    }:
+        alarm = found[name]
+        periods = (
+            [alarm["Period"]]
+            if "Period" in alarm
+            else [m["MetricStat"]["Period"] for m in alarm["Metrics"] if "MetricStat" in m]
+        )
+        assert max(periods) * alarm["EvaluationPeriods"] <= shortest, name

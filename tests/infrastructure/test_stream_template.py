@@ -19,7 +19,7 @@ def mapping(translated) -> dict:
 
 def test_event_source_mapping_reports_partial_failures_bisects_and_retries_a_bounded_number_of_times(translated):
     found, parameters = mapping(translated), translated["Parameters"]
-    assert found["FunctionName"] == {"Ref": "StreamFunction"}
+    assert found["FunctionName"] == {"Ref": "StreamFunctionAliaslive"}  # the alias a deployment shifts
     assert found["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert found["BisectBatchOnFunctionError"] is True
     assert found["StartingPosition"] == "TRIM_HORIZON"

@@ -182,6 +182,29 @@ def check_user(versions: dict[str, Version], items: DynamoDBItems, done: list[An
         assert max(float(np.max(np.abs(a - b))) for a, b in zip(saved, expected, strict=True)) <= 1e-5, name
 
 
+def test_a_version_without_a_state_costs_the_other_version_nothing(bundles, table):
+    """A user sent 10 rows to the old version alone and nothing during the warm-up (old, next = new). At step 2
+    (new, previous = old) the new version has no state for them: it starts from zero where their stream stands and
+    says so (`seen`), while the old version's state stays exact; rolled back to step 1, the old version answers
+    from all of the user's rows."""
+    root, versions = bundles["root"], bundles["versions"]
+    old, new = (versions[name].manifest.version for name in ("old", "new"))
+    rows = np.random.default_rng(8).normal(size=(15, 4)).astype(np.float32)
+    assert handler(root / "old", table).predict("idle", rows[:10]).status == 200
+    reply = handler(root / "new+previous", table).predict("idle", rows[10:12]).body
+    assert (reply["state"], reply["steps"], reply["seen"]) == ("reset", 12, 2)
+    assert reply["versions"] == [{"version": old, "role": "previous", "state": "continued", "steps": 12}]
+    assert_matches(reply["outputs"], versions["new"].run(rows[10:12])[0])
+    back = handler(root / "old+next", table).predict("idle", rows[12:]).body  # the rollback
+    assert (back["state"], back["steps"], back["seen"]) == ("continued", 15, 15)
+    assert back["versions"] == [{"version": new, "role": "next", "state": "continued", "steps": 5}]
+    assert_matches(back["outputs"], {name: values[12:] for name, values in versions["old"].run(rows)[0].items()})
+    state = {v["version"]: v for v in handler(root / "old+next", table).state("idle").body["versions"]}
+    assert (state[old]["steps"], state[old]["complete"], state[new]["steps"], state[new]["complete"]) == (
+        15, True, 5, False,
+    )  # fmt: skip
+
+
 def test_plain_bundles_of_two_versions_reset_the_user_at_every_switch(bundles, table):
     """Today's behaviour, kept for a bundle of one model: another version's state is not continued."""
     root = bundles["root"]

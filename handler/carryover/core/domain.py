@@ -135,6 +135,11 @@ class Reply:
     outputs: bytes  # float32 values of every output, in manifest order
     others: tuple[VersionReport, ...] = ()
     covered: Covered | None = None
+    seen: int | None = None  # the rows the answering version's state had seen (None: recorded before it was)
+
+    @property
+    def seen_rows(self) -> int:
+        return self.steps if self.seen is None else self.seen
 
     @property
     def size(self) -> int:

@@ -10,7 +10,7 @@ model once over all of them (`run`); a write that conflicts is planned again for
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import pairwise
 
@@ -215,7 +215,17 @@ class Planner:
         if outputs is None:
             raise AlreadyApplied(f"user {submission.user_id!r}: the recorded response does not fit this model")
         user = submission.user_id
-        return Prediction(user, reply.model_version, outputs, reply.steps, reply.origin, reply.rows, True, reply.others)
+        return Prediction(
+            user_id=user,
+            model_version=reply.model_version,
+            outputs=outputs,
+            steps=reply.steps,
+            origin=reply.origin,
+            rows=reply.rows,
+            seen=reply.seen,
+            replayed=True,
+            others=reply.others,
+        )
 
     def _fitting(self, valid: list[Entry], kept: tuple[Reply, ...]) -> list[Entry]:
         """The longest run of `valid` whose answer, recorded until published, fits beside the answers kept."""
@@ -277,12 +287,19 @@ class Planner:
             VersionReport(model.manifest.version, model.role, start.origin, stream - start.since)
             for model, start in zip(self._models[1:], beginning.starts[1:], strict=True)
         )
-        count_origins([start.origin for start in beginning.starts])
+        count_origins([start.origin for start in beginning.starts], [start.since > 0 for start in beginning.starts])
         if len(results) > 1:
             record_divergence(user_id, results[0].outputs, results[1].outputs)
-        outputs = {name: np.asarray(values, dtype=np.float32) for name, values in results[0].outputs.items()}
-        origin = beginning.starts[0].origin
-        return Prediction(user_id, self.manifest.version, outputs, stream, origin, rows, others=others)
+        return Prediction(
+            user_id=user_id,
+            model_version=self.manifest.version,
+            outputs={name: np.asarray(values, dtype=np.float32) for name, values in results[0].outputs.items()},
+            steps=stream,
+            origin=beginning.starts[0].origin,
+            rows=rows,
+            seen=stream - beginning.starts[0].since,
+            others=others,
+        )
 
     def _combined(self, user_id: str, answers: list[Prediction]) -> Prediction:
         """One answer over the segments' (each segment's rows after the one before)."""
@@ -296,7 +313,7 @@ class Planner:
             for spec in self.manifest.outputs
         }
         rows = sum(answer.rows for answer in answers)
-        return Prediction(user_id, last.model_version, outputs, last.steps, answers[0].origin, rows, others=last.others)
+        return replace(last, outputs=outputs, origin=answers[0].origin, rows=rows)
 
     def _reply(self, step: Prepared, prediction: Prediction, applied: tuple[Entry, ...]) -> Reply | None:
         """The answer as the item records it: a keyed request's, for its replay; stream records', until published."""
@@ -312,6 +329,7 @@ class Planner:
             steps=prediction.steps,
             origin=prediction.origin,
             rows=prediction.rows,
+            seen=prediction.seen,
             outputs=self.manifest.pack_outputs(prediction.outputs),
             others=prediction.others,
             covered=covered,

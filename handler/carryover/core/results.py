@@ -20,6 +20,8 @@ class Prediction:
     steps: int  # the user's timesteps since their state was new or reset, this request's included
     origin: StateOrigin
     rows: int  # the request's timesteps
+    seen: int | None  # the rows the answering version's state has seen (`steps`: every one; None: a replay of an
+    # answer recorded before answers said it, rendered as it was)
     replayed: bool = False
     others: tuple[VersionReport, ...] = ()  # the bundle's other model: where its state started, its steps
 

@@ -1,10 +1,12 @@
 """Where each of a bundle's models starts for a request, from what the user's item holds.
 
-A model continues its saved state when it is current; catches it up when it missed rows the kept history still
-holds (`caught_up`); otherwise, with a history, derives its state by running from zero over the kept rows
-(`replayed`). With none of these, the model that answers resets the user (or, with STATE_ON_INCOMPATIBLE=reject,
-refuses), and a companion starts from zero where the stream stands (`warmed`): its state is then not complete,
-and says so (`since` > 0), never passing for one that saw every row.
+Each model starts from its own state or its own fallback, whatever the other model finds: it continues its saved
+state when it is current; catches it up when it missed rows the kept history still holds (`caught_up`);
+otherwise, with a history, derives its state by running from zero over the kept rows (`replayed`). With none of
+these it starts from zero where the user's stream stands: the model that answers as `reset` (or, with
+STATE_ON_INCOMPATIBLE=reject, the request is refused), a companion as `warmed`. The user's stream goes on (only a
+`reset` the user asks for, or an item that cannot be read, restarts it), so a state that began late is not
+complete, and says so (`since` > 0: it has seen the rows since), never passing for one that saw every row.
 """
 
 from __future__ import annotations
@@ -84,15 +86,10 @@ def _afresh(models: Sequence[ServedModel], origin: StateOrigin, features: int) -
     return Beginning(0, starts, np.zeros((0, features), np.float32))
 
 
-def _incompatible(user_id: str, models: Sequence[ServedModel], policy: IncompatiblePolicy, why: str) -> Beginning:
-    manifest = models[0].manifest
-    if policy == "reject":
-        raise StateIncompatible(
-            f"user {user_id!r}: the saved state does not fit model {manifest.name} {manifest.version}; "
-            'send "reset": true to start over'
-        )
-    logger.info("incompatible state reset", extra={"user_id": user_id, "why": why})
-    return _afresh(models, "reset", manifest.input.features)
+def _unreadable(user_id: str, models: Sequence[ServedModel], policy: IncompatiblePolicy) -> Beginning:
+    """An item that cannot be read: nothing of it can be continued, the user's stream included."""
+    _no_state(user_id, models[0], policy)
+    return _afresh(models, "reset", models[0].manifest.input.features)
 
 
 def begin(
@@ -109,22 +106,36 @@ def begin(
         case Live() | Unreadable() if reset:
             return _afresh(models, "reset", features)
         case Unreadable():
-            return _incompatible(user_id, models, policy, "unreadable")
+            return _unreadable(user_id, models, policy)
         case Live(state=state):
             return _continued(user_id, state, models, policy)
     return _afresh(models, "new", features)  # absent, a tombstone, expired
 
 
 def _continued(user_id: str, state: UserState, models: Sequence[ServedModel], policy: IncompatiblePolicy) -> Beginning:
+    """Each model from its own state or its own fallback; the other model's state is never lost for it."""
     history = _history(state, models[0].manifest.input.features)
     starts = [_resume(model, state, history) for model in models]
-    answering = starts[0]
-    if answering is None:
-        return _incompatible(user_id, models, policy, f"no state of version {models[0].manifest.version}")
+    if starts[0] is None:
+        _no_state(user_id, models[0], policy)
     kept = tuple(
-        start if start is not None else Start(model.manifest.zero_state(), state.stream, "warmed")
-        for model, start in zip(models, starts, strict=True)
+        start if start is not None else Start(model.manifest.zero_state(), state.stream, "warmed" if i else "reset")
+        for i, (model, start) in enumerate(zip(models, starts, strict=True))
     )
     served = {model.manifest.version for model in models}
     others = tuple(model for model in state.models if model.version not in served)
-    return Beginning(state.stream, (answering, *kept[1:]), history, others)
+    return Beginning(state.stream, kept, history, others)
+
+
+def _no_state(user_id: str, answering: ServedModel, policy: IncompatiblePolicy) -> None:
+    """The answering version has no state it can continue: refused with STATE_ON_INCOMPATIBLE=reject; otherwise
+    it starts from zero where the stream stands (logged, and said by its answer)."""
+    manifest = answering.manifest
+    if policy == "reject":
+        raise StateIncompatible(
+            f"user {user_id!r}: the saved state does not fit model {manifest.name} {manifest.version}; "
+            'send "reset": true to start over'
+        )
+    logger.info(
+        "no state of this version: it starts from zero", extra={"user_id": user_id, "version": manifest.version}
+    )

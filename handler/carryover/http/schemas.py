@@ -38,6 +38,8 @@ class PredictResponse(_Response):
     outputs: dict[str, list[list[float]]]
     steps: int
     state: StateOrigin
+    seen: int | None = None  # the rows of the user's stream the answering version's state has seen: `steps` when
+    # it has seen every one (absent only in the replay of an answer an earlier release recorded)
     real_rows: list[int] | None = None  # window mode: how many rows of each timestep's window were the user's
     versions: list[OtherVersion] | None = None  # a bundle with a companion model
 
@@ -156,7 +158,10 @@ def prediction_body(prediction: Prediction, manifest: Manifest) -> str:
         outputs={name: rows.tolist() for name, rows in prediction.outputs.items()},
         steps=prediction.steps,
         state=prediction.origin,
-        real_rows=mode_of(manifest).real_rows(prediction.steps, prediction.rows, manifest),
+        seen=prediction.seen,
+        real_rows=mode_of(manifest).real_rows(
+            prediction.steps if prediction.seen is None else prediction.seen, prediction.rows, manifest
+        ),
         versions=[
             OtherVersion(version=other.version, role=other.role, state=other.origin, steps=other.steps)
             for other in prediction.others

@@ -119,6 +119,8 @@ def _encode_reply(reply: Reply) -> Attribute:
         fields["c"] = {"L": [_encode_report(report) for report in reply.others]}
     if reply.covered is not None:
         fields |= {"q": {"S": reply.covered.shard}, "r": {"B": _pack_records(reply.covered.records)}}
+    if reply.seen is not None:
+        fields["e"] = {"N": str(reply.seen)}
     return {"M": fields}
 
 
@@ -167,6 +169,7 @@ def _parse_reply(attribute: Attribute) -> Reply:
         outputs=bytes(fields["y"]["B"]),
         others=tuple(_parse_report(report) for report in fields["c"]["L"]) if "c" in fields else (),
         covered=_parse_covered(fields),
+        seen=_count(fields["e"]) if "e" in fields else None,
     )
 
 

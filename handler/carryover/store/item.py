@@ -26,11 +26,13 @@ One item per (user, model name). Attributes of format 3 (this release):
                      {k: key digest (B), v: model version (S), s: steps (N), o: origin (S), n: rows (N),
                       y: every output's float32 values, in manifest order (B),
                       c: the other versions' reports (L of M: v, r: role, o: origin, n: steps; optional),
-                      a stream write's: q: its shard (S), r: its records, "sequence:rows" joined by "," (S)}
+                      e: the rows the answering version's state had seen (N, optional: absent, `s`),
+                      a stream write's: q: its shard (S), r: its records (B: the first sequence number, then each
+                      one's difference from the one before, and each one's rows, as LEB128 varints)}
   outbox (L of M)    older stream answers not yet known published, each as `reply` is (absent: none)
   -- a tombstone (after DELETE): deleted (BOOL true), and none of the above
 
-`applied`, `outbox` and a reply's `q` and `r` are optional within format 3: a release that does not know them
+`applied`, `outbox` and a reply's `e`, `q` and `r` are optional within format 3: a release that does not know them
 ignores them (and drops them when it writes), so they are no new format.
 
 Formats evolve as schemas do, expand then contract: a release reads the formats every earlier release wrote;

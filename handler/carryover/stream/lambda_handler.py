@@ -146,6 +146,7 @@ class StreamConsumer:
             "model": {"name": self._bundle.manifest.name, "version": reply.model_version},
             "steps": reply.steps,
             "state": reply.origin,
+            "seen": reply.seen_rows,
             "rows": reply.rows,
             "outputs": {name: rows.tolist() for name, rows in outputs.items()},
             "records": [
