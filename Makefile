@@ -19,7 +19,7 @@ export PYTHONPATH := handler:.:client
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: help venv venv-run preflight model run stream-deps send lint test test-fast bench bench-peer build deploy smoke example openapi lock clean clean-state FORCE
+.PHONY: help venv venv-run preflight model run stream-deps send lint test test-fast bench bootstrap compare export-states import-states bench-peer build deploy smoke example openapi lock clean clean-state FORCE
 
 help:
 	@echo "make run          serve the demo model (or MODEL=path/to/model.keras, .h5 or SavedModel dir) on http://127.0.0.1:$(PORT)"
@@ -38,6 +38,10 @@ help:
 	@echo "make smoke URL=…  call a deployed API with the client, signed with your AWS credentials (REGION=...)"
 	@echo "make example      stream a sequence through the local API and chart it (.build/stream.png; OUT=...)"
 	@echo "make clean-state  forget every user's state kept by the local API (.build/state.sqlite3)"
+	@echo "make bootstrap MODEL=new.keras   the new version's state for every user, over their whole history"
+	@echo "                  (the row log); STACK=name: the deployed stack's bootstrap (Step Functions), followed"
+	@echo "make compare MODEL=new.keras     both versions over every user's history: .build/compare/report.md, .png"
+	@echo "make export-states               every user's state as JSON lines (.build/states.jsonl); import-states FILE=..."
 
 # Two pinned sets in one environment: what serving and exporting need (make run, make model), and the
 # development tools on top (make test, make bench, ...), each installed once.
@@ -180,6 +184,27 @@ lock: venv
 	.venv-lock/bin/pip install --quiet --no-deps $$(grep '^tf-keras' requirements-run.in)
 	{ sed -n '1,2p' requirements-run.lock; .venv-lock/bin/pip freeze; } > requirements-run.lock.new
 	mv requirements-run.lock.new requirements-run.lock && rm -rf .venv-lock
+
+# The bulk jobs over every user of the local stack (its SQLite file, or DYNAMODB_ENDPOINT for the states), on
+# the worker code a deployed bootstrap runs; the bootstrap of a deployed stack: STACK=name [REGION=...].
+STATE_FILE ?= $(BUILD)/state.sqlite3
+GIVEN_MODEL = $(filter-out $(DEMO_MODEL),$(MODEL))
+BULK = $(PY) -m infra.bulk
+
+bootstrap: venv
+	@$(BULK) bootstrap --served $(BUNDLE) --state $(STATE_FILE) $(if $(GIVEN_MODEL),--model $(GIVEN_MODEL)) \
+		$(if $(STACK),--stack $(STACK)) $(if $(REGION),--region $(REGION))
+
+compare: venv
+	@test -n "$(GIVEN_MODEL)" || { echo "make compare: give MODEL=new.keras, the version to compare with the served one" >&2; exit 1; }
+	@$(BULK) compare --served $(BUNDLE) --state $(STATE_FILE) --model $(GIVEN_MODEL)
+
+export-states: venv
+	@$(BULK) export --served $(BUNDLE) --state $(STATE_FILE)
+
+import-states: venv
+	@test -n "$(FILE)" || { echo "make import-states: give FILE=states.jsonl (written by make export-states)" >&2; exit 1; }
+	@$(BULK) import --served $(BUNDLE) --state $(STATE_FILE) $(FILE)
 
 clean-state:
 	rm -f $(BUILD)/state.sqlite3 $(BUILD)/state.sqlite3-wal $(BUILD)/state.sqlite3-shm

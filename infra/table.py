@@ -51,6 +51,7 @@ def ensure_table(client: DynamoDBClient, name: str, template: Path = TEMPLATE) -
             AttributeDefinitions=properties["AttributeDefinitions"],
             KeySchema=properties["KeySchema"],
             BillingMode=properties["BillingMode"],
+            StreamSpecification={"StreamEnabled": True, **properties["StreamSpecification"]},
         )
         client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
     ensure_ttl(client, name, properties["TimeToLiveSpecification"])

@@ -11,7 +11,8 @@ from datetime import timedelta
 from carryover.bundle import ModelBundle
 from carryover.config import ConfigurationError, Settings
 from carryover.core.domain import OUTBOX_LIMIT_BYTES, REPLY_LIMIT_BYTES, KeyWindow
-from carryover.core.plan import AnswerRoom, Planner
+from carryover.core.plan import Planner, PlanRules
+from carryover.core.room import ItemRoom
 from carryover.core.service import PredictionService
 from carryover.http.lambda_handler import LambdaHandler, create_lambda_handler
 from carryover.store import Clock, StateStore
@@ -41,11 +42,12 @@ def _item_bytes(bundle: ModelBundle, settings: Settings, history_rows: int) -> i
     return largest_item_bytes(states, REPLY_LIMIT_BYTES, lifetimes(settings).keys, history)
 
 
-def answer_room(bundle: ModelBundle, settings: Settings) -> AnswerRoom:
-    """Room for recorded answers: the newest one's, and the stream answers kept until published, in what the
-    item leaves (at most OUTBOX_LIMIT_BYTES)."""
-    left = ITEM_LIMIT_BYTES - _item_bytes(bundle, settings, settings.history_rows)
-    return AnswerRoom(reply=REPLY_LIMIT_BYTES, kept=max(0, min(OUTBOX_LIMIT_BYTES, left)))
+def item_room(bundle: ModelBundle, settings: Settings) -> ItemRoom:
+    """Room in the item for what a write records: the newest answer, and in what the item leaves, the stream
+    answers kept until published (at most OUTBOX_LIMIT_BYTES) and, with ROW_LOG on, the rows applied."""
+    left = max(0, ITEM_LIMIT_BYTES - _item_bytes(bundle, settings, settings.history_rows))
+    kept = min(OUTBOX_LIMIT_BYTES, left // 2 if settings.row_log else left)
+    return ItemRoom(reply=REPLY_LIMIT_BYTES, kept=kept, logged=left - kept if settings.row_log else 0)
 
 
 def check_item_fits(bundle: ModelBundle, settings: Settings) -> None:
@@ -88,15 +90,18 @@ def build_service(
     bundle = bundle or ModelBundle.load(settings.model_bundle, settings.engine)
     check_item_fits(bundle, settings)
     store = store or build_store(settings, bundle, client, clock)
-    planner = Planner(
-        bundle,
-        clock,
-        settings.state_on_incompatible,
-        lifetimes(settings).keys,
-        settings.history_rows,
-        answer_room(bundle, settings),
+    return PredictionService(
+        bundle, store, Planner(bundle, clock, plan_rules(bundle, settings)), settings.conflict_retries
     )
-    return PredictionService(bundle, store, planner, settings.conflict_retries)
+
+
+def plan_rules(bundle: ModelBundle, settings: Settings) -> PlanRules:
+    return PlanRules(
+        policy=settings.state_on_incompatible,
+        keys=lifetimes(settings).keys,
+        history_rows=settings.history_rows,
+        room=item_room(bundle, settings),
+    )
 
 
 def build_handler(

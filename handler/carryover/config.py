@@ -31,6 +31,10 @@ class Settings(BaseModel):
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
     idempotency_keys: int = Field(default=32, ge=1, le=1000)
     history_rows: int = Field(default=0, ge=0, le=100_000)  # a user's last rows kept, for versions without a state
+    row_log: bool = True  # each write carries the rows it applied, for the row log (`core/history.py`)
+    log_bucket: str | None = None  # the S3 bucket of the deployed row log (the archiver, compaction, the bootstrap)
+    log_prefix: str = "log/"
+    row_log_retention_days: int = Field(default=0, ge=0, le=36500)  # rows older than this compacted away; 0: kept
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10 * 1_048_576)
     auth_mode: Literal["IAM", "JWT", "NONE"] = "IAM"
     tracing: bool = False  # X-Ray through Powertools Tracer; off, the X-Ray SDK is never imported

@@ -21,7 +21,7 @@ from tests.infrastructure.conftest import resolve
 ALARMS = {
     "FunctionErrorsAlarm", "Api5xxRateAlarm", "DurationNearTimeoutAlarm", "StoreUnavailableAlarm",
     "WriteConflictsAlarm", "TableThrottlesAlarm", "StreamIteratorAgeAlarm", "StreamFunctionErrorsAlarm",
-    "StreamFailuresAlarm",
+    "StreamFailuresAlarm", "LogArchiveErrorsAlarm", "LogArchiveBehindAlarm", "LogFailuresAlarm",
 }  # fmt: skip
 
 
@@ -109,7 +109,7 @@ def test_both_ways_in_deploy_together(translated):
     watched = [{alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]} for group in groups.values()]
     assert watched[0] == watched[1] >= {"FunctionErrorsAlarm", "StreamFunctionErrorsAlarm", "StreamIteratorAgeAlarm"}
     assert len({json.dumps(group["DeploymentConfigName"], sort_keys=True) for group in groups.values()}) == 1
-    (mapping,) = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    mapping = translated["Resources"]["StreamFunctionRecords"]
     assert mapping["Properties"]["FunctionName"] == {"Ref": "StreamFunctionAliaslive"}
 
 

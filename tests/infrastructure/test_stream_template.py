@@ -11,10 +11,8 @@ EXISTING = {"CreatesStream": False}
 
 
 def mapping(translated) -> dict:
-    (found,) = [
-        r["Properties"] for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
-    ]
-    return found
+    """The stream function's event source mapping (the row log's archiver has one too, on the table's stream)."""
+    return translated["Resources"]["StreamFunctionRecords"]["Properties"]
 
 
 def test_event_source_mapping_reports_partial_failures_bisects_and_retries_a_bounded_number_of_times(translated):

@@ -10,7 +10,7 @@ model once over all of them (`run`); a write that conflicts is planned again for
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import pairwise
 
@@ -19,7 +19,6 @@ import numpy as np
 from carryover.bundle import ModelBundle
 from carryover.core.domain import (
     FLOAT32_BYTES,
-    REPLY_LIMIT_BYTES,
     Covered,
     KeyRecord,
     KeyWindow,
@@ -30,15 +29,16 @@ from carryover.core.domain import (
     VersionReport,
     stream_key,
 )
+from carryover.core.history import Run
 from carryover.core.idempotency import earlier_reply
 from carryover.core.results import Prediction
+from carryover.core.room import ItemRoom
 from carryover.core.start import Beginning, IncompatiblePolicy, begin, restart
 from carryover.core.writes import Planned
 from carryover.engine import EngineResult
 from carryover.errors import AlreadyApplied, ServiceError, Unprocessable
-from carryover.manifest import Manifest
 from carryover.observability import count_origins, record_divergence
-from carryover.requests import PredictRequest, counted
+from carryover.requests import PredictRequest
 from carryover.store.item import Live, Stored, Write, holds, remembered_keys
 
 Clock = Callable[[], datetime]
@@ -82,14 +82,6 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class AnswerRoom:
-    """Bytes for recorded answers in an item: the newest answer's, and the stream answers kept besides it."""
-
-    reply: int = REPLY_LIMIT_BYTES
-    kept: int = REPLY_LIMIT_BYTES
-
-
-@dataclass(frozen=True)
 class Segment:
     """Entries of one user that run from one beginning: the first from the saved state, later ones after a reset."""
 
@@ -113,24 +105,6 @@ class Prepared:
     key: KeyRecord | None = None
 
 
-def most_rows(manifest: Manifest, limit: int) -> int:
-    """The most timesteps whose answer fits `limit` bytes (0: not even one)."""
-    last_only = manifest.output_values(0)
-    per_row = manifest.output_values(1) - last_only
-    room = limit // FLOAT32_BYTES - last_only
-    return room // per_row if per_row else (10**9 if room >= 0 else 0)
-
-
-def check_answer_fits(manifest: Manifest, rows: int, limit: int, what: str) -> None:
-    """The one rule for an answer that is recorded: `what` (a keyed request, a stream record) may carry at most
-    as many timesteps as `limit` holds answers for."""
-    if manifest.output_values(rows) * FLOAT32_BYTES > limit:
-        raise Unprocessable(
-            f"inputs: {what} may carry at most {counted(most_rows(manifest, limit), 'timestep')} for this model "
-            f"(its answer is recorded, {limit} bytes at most); send fewer rows in each"
-        )
-
-
 def carried(submission: Submission, stored: Stored) -> tuple[Reply, ...]:
     """The stream answers the item keeps that are not known published, judged from this delivery."""
     if not isinstance(stored, Live):
@@ -142,19 +116,23 @@ def carried(submission: Submission, stored: Stored) -> tuple[Reply, ...]:
     return tuple(r for r in stored.state.unpublished if not r.acknowledged(first, submission.published))
 
 
+@dataclass(frozen=True)
+class PlanRules:
+    """What a write keeps, from the settings: what a state no model can continue meets, the request keys
+    remembered, the rows kept for other versions, and the room for recorded answers and logged rows (none: the
+    row log is off)."""
+
+    policy: IncompatiblePolicy = "reset"
+    keys: KeyWindow = field(default_factory=KeyWindow)
+    history_rows: int = 0
+    room: ItemRoom = field(default_factory=ItemRoom)
+
+
 class Planner:
-    def __init__(
-        self,
-        bundle: ModelBundle,
-        clock: Clock,
-        policy: IncompatiblePolicy = "reset",
-        keys: KeyWindow | None = None,
-        history_rows: int = 0,
-        room: AnswerRoom | None = None,
-    ) -> None:
+    def __init__(self, bundle: ModelBundle, clock: Clock, rules: PlanRules | None = None) -> None:
         self.manifest, self._models = bundle.manifest, bundle.models
-        self.clock, self.policy, self._keys = clock, policy, keys or KeyWindow()
-        self._history_rows, self.room = history_rows, room or AnswerRoom()
+        self.clock, self.rules = clock, rules or PlanRules()
+        self.room = self.rules.room
 
     def plan(self, work: dict[str, tuple[Submission, Stored]]) -> dict[str, Planned[Outcome] | ServiceError]:
         """Each user's write from the item read, every model run once over all users' rows."""
@@ -190,7 +168,7 @@ class Planner:
         if not taken:
             return Planned(None, Outcome(None, unpublished=kept, deferred=tuple(valid)))
         first = taken[0].request
-        beginning = begin(submission.user_id, stored, bool(first and first.reset), self._models, self.policy)
+        beginning = begin(submission.user_id, stored, bool(first and first.reset), self._models, self.rules.policy)
         cuts = [0, *(i for i, e in enumerate(taken) if i and e.request and e.request.reset), len(taken)]
         segments = tuple(
             Segment(beginning if index == 0 else restart(self._models), tuple(taken[start:end]))
@@ -206,7 +184,7 @@ class Planner:
         keyed = next((entry for entry in submission.entries if entry.key is not None), None)
         if keyed is None or keyed.key is None or keyed.request is None:
             return None
-        known = remembered_keys(stored, self.clock(), self._keys)
+        known = remembered_keys(stored, self.clock(), self.rules.keys)
         version, fingerprints = self.manifest.version, keyed.request.fingerprints()
         reply = earlier_reply(keyed.key_text, keyed.key, known, stored, version, fingerprints)
         if reply is None:
@@ -228,14 +206,18 @@ class Planner:
         )
 
     def _fitting(self, valid: list[Entry], kept: tuple[Reply, ...]) -> list[Entry]:
-        """The longest run of `valid` whose answer, recorded until published, fits beside the answers kept."""
+        """The longest run of `valid` whose answer, recorded until published, fits beside the answers kept, and
+        whose rows fit the row log's room (a request alone was checked up front)."""
         room = min(self.room.reply, self.room.kept - sum(reply.size for reply in kept))
+        row_bytes = self.manifest.input.features * FLOAT32_BYTES
         taken: list[Entry] = []
         for entry in valid:
             if entry.position is not None:
                 records = [e for e in (*taken, entry) if e.position is not None]
-                size = self._reply_size(sum(e.rows for e in records), len(records))
-                if size > room:
+                rows = sum(e.rows for e in records)
+                if self._reply_size(rows, len(records)) > room or (
+                    self.room.logged and rows * row_bytes > self.room.logged
+                ):
                     break
             taken.append(entry)
         return taken
@@ -278,7 +260,9 @@ class Planner:
         moved = {e.position.shard: e.position.sequence for e in step.passed if e.position is not None}
         stream = (reply,) if reply is not None and reply.covered is not None else ()
         outcome = Outcome(prediction, applied, (*step.carried, *stream), step.deferred)
-        return Planned(Write(state, key=step.key, applied=tuple(moved.items())), outcome)
+        logged = tuple(Run(s.beginning.stream, s.rows.astype(np.float32).tobytes()) for s in step.segments)
+        write = Write(state, key=step.key, applied=tuple(moved.items()), logged=logged if self.room.logged else ())
+        return Planned(write, outcome)
 
     def answer(self, user_id: str, beginning: Beginning, results: list[EngineResult], rows: int) -> Prediction:
         """The answer of `rows` run from `beginning` (one result per model of the bundle), its metrics counted."""
@@ -346,7 +330,8 @@ class Planner:
     ) -> UserState:
         """What the write leaves: every model's new state, current at the new stream position; the kept rows;
         the states of versions outside the bundle that those rows can still catch up; the answers recorded."""
-        history = np.concatenate([beginning.history, rows])[-self._history_rows :] if self._history_rows else rows[:0]
+        kept_rows = self.rules.history_rows
+        history = np.concatenate([beginning.history, rows])[-kept_rows:] if kept_rows else rows[:0]
         models = tuple(
             ModelState(
                 version=model.manifest.version,
@@ -358,5 +343,5 @@ class Planner:
             for model, start, result in zip(self._models, beginning.starts, results, strict=True)
         )
         kept = tuple(other for other in beginning.others if 0 < stream - other.at <= len(history))
-        history_blob = history.astype(np.float32).tobytes() if self._history_rows else b""
+        history_blob = history.astype(np.float32).tobytes() if kept_rows else b""
         return UserState(stream, models + kept, self.clock(), reply, history_blob, outbox)

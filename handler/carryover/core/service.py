@@ -10,7 +10,7 @@ from __future__ import annotations
 from carryover.bundle import ModelBundle
 from carryover.core.apply import Applier
 from carryover.core.domain import KeyRecord, digest
-from carryover.core.plan import Entry, Planner, Submission, check_answer_fits
+from carryover.core.plan import Entry, Planner, Submission
 from carryover.core.results import LastAnswer, Prediction, StateView, VersionView
 from carryover.core.writes import ConditionalWriter, Planned
 from carryover.errors import ItemFormatUnsupported, NotFound, ServiceError, StateIncompatible
@@ -33,11 +33,12 @@ class PredictionService:
         self, user_id: str, request: PredictRequest, request_key: str | None = None, deadline: float = float("inf")
     ) -> Prediction:
         """Applies the request on top of the user's state, once. `deadline` (time.monotonic) ends retrying."""
-        key = None
+        key, room = None, self.applier.planner.room
         if request_key is not None:
-            reply = self.applier.planner.room.reply
-            check_answer_fits(self.manifest, len(request.inputs), reply, "with an Idempotency-Key, a request")
+            room.check(self.manifest, len(request.inputs), room.reply, "with an Idempotency-Key, a request")
             key = KeyRecord(digest(request_key), digest(request.canonical()), self._clock())
+        else:
+            room.check(self.manifest, len(request.inputs), None, "a request")
         entry = Entry(request, key=key, key_text=request_key or "")
         outcome = self.applier.apply([Submission(user_id, (entry,))], deadline)[user_id]
         if isinstance(outcome, ServiceError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 from carryover.store.codec import GUARD_ATTRIBUTES, encode, item_key, parse
@@ -61,6 +61,16 @@ class StateStore(ABC):
         condition = None if isinstance(read, Absent) else read.guard
         self._put(user_id, encode(item_key(user_id, self._model), item), condition, attempt)
         return attempt
+
+    def scan(self) -> Iterator[tuple[str, Stored]]:
+        """Every user's item of this model (a bulk read: for export, not for serving)."""
+        now = self._clock()
+        for user_id, item in self._scan():
+            yield user_id, parse(item, now)
+
+    @abstractmethod
+    def _scan(self) -> Iterator[tuple[str, Item]]:
+        """Every user's raw item of this model."""
 
     @abstractmethod
     def _get(self, user_id: str) -> Item | None:

@@ -25,6 +25,7 @@ from carryover.core.domain import (
     VersionReport,
     digest,
 )
+from carryover.core.history import Run
 from carryover.store.item import (
     FORMAT,
     WRITE_ID_BYTES,
@@ -216,8 +217,12 @@ def encode(key: Item, item: Written) -> Item:
         encoded["keys"] = {"B": pack_keys(item.keys)}
     if item.applied.last:
         encoded["applied"] = {"M": {shard: {"S": str(at)} for shard, at in item.applied.last.items()}}
+    if item.created:
+        encoded["created"] = {"N": str(item.created)}
     if isinstance(item, Tombstone):
         return encoded | {"deleted": {"BOOL": True}}
+    if item.logged:
+        encoded["logged"] = {"L": [{"M": {"f": {"N": str(run.start)}, "r": {"B": run.blob}}} for run in item.logged]}
     return encoded | _encode_state(item.state)
 
 
@@ -304,14 +309,18 @@ def parse(item: Item | None, now: datetime) -> Stored:
             "applied": Positions({shard: int(at["S"]) for shard, at in item.get("applied", {"M": {}})["M"].items()}),
             "expires_at": _from_epoch(int(item[TTL_ATTRIBUTE]["N"])),
             "guard": guard,
+            "created": _count(item["created"]) if "created" in item else 0,
         }
         deleted = item.get("deleted", {}).get("BOOL") is True
         state = None if deleted else _parse_state(item)
+        logged = tuple(
+            Run(_count(run["M"]["f"]), bytes(run["M"]["r"]["B"])) for run in item.get("logged", {}).get("L", [])
+        )
     except (KeyError, TypeError, ValueError, OverflowError, OSError, struct.error):
         return Unreadable(guard)
     if fields["expires_at"] <= now:
         return Expired(**fields)
-    return Tombstone(**fields) if state is None else Live(state=state, **fields)
+    return Tombstone(**fields) if state is None else Live(state=state, logged=logged, **fields)
 
 
 def _binaries(value: Any, convert: Callable[[Any], Any]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,7 +15,7 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
 from carryover.store import Clock, StateStore, WriteConflict
-from carryover.store.codec import GUARD_ATTRIBUTES, PARTITION_KEY, item_key
+from carryover.store.codec import GUARD_ATTRIBUTES, PARTITION_KEY, SORT_KEY, item_key
 from carryover.store.item import Attempt, Item, Lifetimes
 
 if TYPE_CHECKING:
@@ -105,6 +105,19 @@ class DynamoDBStateStore(StateStore):
     def _get(self, user_id: str) -> Item | None:
         item: Item | None = self._call("get_item", Key=item_key(user_id, self._model), ConsistentRead=True).get("Item")
         return item
+
+    def _scan(self) -> Iterator[tuple[str, Item]]:
+        """A strongly consistent Scan of the table, page after page, this model's items only."""
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            ConsistentRead=True,
+            FilterExpression="#m = :m",
+            ExpressionAttributeNames={"#m": SORT_KEY},
+            ExpressionAttributeValues={":m": {"S": self._model}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield item[PARTITION_KEY]["S"], item
 
     def _get_many(self, user_ids: Sequence[str]) -> dict[str, Item]:
         """One strongly consistent BatchGetItem per 100 users; keys DynamoDB leaves unprocessed (throttling, the

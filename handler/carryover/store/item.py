@@ -10,6 +10,11 @@ One item per (user, model name). Attributes of format 3 (this release):
   expires_at (N)     epoch seconds; the table's TTL attribute
   updated_at (S)     ISO 8601
   keys (B)           the newest request keys: 20-byte records, newest first (see KeyRecord)
+  created (N)        epoch seconds of the item's first write: its lifetime, which the row log orders by (absent:
+                     written before it was kept)
+  logged (L of M)    the rows this write applied, when the row log is on: {f: the stream position they continue
+                     from (N; 0: the stream started again), r: the rows, float32 (B)}, one a run of rows; the
+                     table's change stream carries them to the log (`store/log.py`), the next write replaces them
   applied (M)        where the user's stream records stand: {shard id: the sequence number of the last record of
                      that shard applied or refused (S, decimal)}: the newest numbered shard and any named otherwise
                      (`Positions`; absent: none)
@@ -32,8 +37,8 @@ One item per (user, model name). Attributes of format 3 (this release):
   outbox (L of M)    older stream answers not yet known published, each as `reply` is (absent: none)
   -- a tombstone (after DELETE): deleted (BOOL true), and none of the above
 
-`applied`, `outbox` and a reply's `e`, `q` and `r` are optional within format 3: a release that does not know them
-ignores them (and drops them when it writes), so they are no new format.
+`created`, `logged`, `applied`, `outbox` and a reply's `e`, `q` and `r` are optional within format 3: a release
+that does not know them ignores them (and drops them when it writes), so they are no new format.
 
 Formats evolve as schemas do, expand then contract: a release reads the formats every earlier release wrote;
 a change that an earlier release could not read is first shipped read-only (the release after writes it), so a
@@ -86,6 +91,7 @@ from carryover.core.domain import (
     Positions,
     UserState,
 )
+from carryover.core.history import Run
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -117,11 +123,13 @@ class _Existing:
     applied: Positions
     expires_at: datetime
     guard: Item  # the raw attributes the next write is conditional on
+    created: int  # epoch seconds of the item's first write (0: not known, written before it was kept)
 
 
 @dataclass(frozen=True)
 class Live(_Existing):
     state: UserState
+    logged: tuple[Run, ...] = ()  # the rows the write that left it applied, when the row log is on
 
 
 @dataclass(frozen=True)
@@ -162,11 +170,13 @@ class Lifetimes:
 @dataclass(frozen=True)
 class Write:
     """What one request writes: the user's new state (None: the tombstone a DELETE leaves); for a keyed
-    request, its key; for stream records, where each of their shards now stands."""
+    request, its key; for stream records, where each of their shards now stands; with the row log on, the
+    rows it applied, each run from the stream position it continues."""
 
     state: UserState | None
     key: KeyRecord | None = None
     applied: tuple[tuple[str, int], ...] = ()
+    logged: tuple[Run, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,7 @@ def successor(read: Stored, write: Write, write_id: bytes, now: datetime, lifeti
         keys = (write.key, *keys)[: lifetimes.keys.size]
     previous = read if isinstance(read, _Existing) else None
     fields: dict[str, Any] = {
+        "created": previous.created if previous else int(now.timestamp()),
         "revision": previous.revision + 1 if previous else 1,
         "writes": (write_id, *(previous.writes if previous else ()))[:HISTORY],
         "keys": keys,
@@ -226,7 +237,8 @@ def successor(read: Stored, write: Write, write_id: bytes, now: datetime, lifeti
     }
     if write.state is None:
         return Tombstone(expires_at=(now + lifetimes.keys.ttl).replace(microsecond=0), **fields)
-    return Live(state=write.state, expires_at=(now + lifetimes.state_ttl).replace(microsecond=0), **fields)
+    expires_at = (now + lifetimes.state_ttl).replace(microsecond=0)
+    return Live(state=write.state, expires_at=expires_at, logged=write.logged, **fields)
 
 
 def needs_tombstone(read: Stored) -> bool:

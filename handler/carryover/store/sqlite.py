@@ -28,11 +28,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from carryover.core.history import LogEntry, RowLog
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
 from carryover.store import StateStore, WriteConflict, guard
 from carryover.store.codec import TTL_ATTRIBUTE, epoch, from_json, parse, to_json
 from carryover.store.item import Attempt, Item, Lifetimes, landed
+from carryover.store.log import entry_of, from_line, to_line
 
 Durability = Literal["process", "machine"]
 SYNCHRONOUS: dict[Durability, str] = {"process": "NORMAL", "machine": "FULL"}
@@ -45,6 +47,13 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (user_id, model)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_by_expiry ON items (expires_at);
+CREATE TABLE IF NOT EXISTS log (
+    user_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    write_id TEXT NOT NULL,      -- the write's id: an entry once
+    line TEXT NOT NULL,          -- the entry as `store/log.py` writes it
+    PRIMARY KEY (user_id, model, write_id)
+) WITHOUT ROWID;
 """
 GROUP_MOST = 256  # writes committed together at most
 SWEEP_EVERY_S = 3600.0
@@ -119,6 +128,12 @@ class SQLiteStateStore(StateStore):
                 .fetchone()
             )
         return None if row is None else from_json(row[0])
+
+    def _scan(self) -> Iterator[tuple[str, Item]]:
+        with self._failures("scan"):
+            rows = self._reader().execute("SELECT user_id, item FROM items WHERE model = ?", (self._model,)).fetchall()
+        for user_id, item in rows:
+            yield user_id, from_json(item)
 
     def _get_many(self, user_ids: Sequence[str]) -> dict[str, Item]:
         """One read of every user's item (a single SELECT; one snapshot of the database)."""
@@ -217,9 +232,60 @@ class SQLiteStateStore(StateStore):
             "INSERT OR REPLACE INTO items (user_id, model, item, expires_at) VALUES (?, ?, ?, ?)",
             (*key, to_json(pending.item), expires_at),
         )
+        self._log(key, pending.item)
         return True
+
+    def _log(self, key: tuple[str, str], item: Item) -> None:
+        """The write's log entry, in its transaction: its rows; a deletion removes the user's entries at once."""
+        found = entry_of(item)
+        if found is None:
+            return
+        model, entry = found
+        if entry.deleted:
+            self._writer.execute("DELETE FROM log WHERE user_id = ? AND model = ?", key)
+            return
+        self._writer.execute(
+            "INSERT OR IGNORE INTO log (user_id, model, write_id, line) VALUES (?, ?, ?, ?)",
+            (*key, entry.write_id, to_line(model, entry)),
+        )
 
     def _sweep(self) -> None:
         """Removes the items past their TTL, as DynamoDB's TTL does (there, within days; here, within the hour)."""
         self._writer.execute("DELETE FROM items WHERE expires_at < ?", (epoch(self._clock()),))
         self._swept = time.monotonic()
+
+
+class SQLiteLog(RowLog):
+    """The row log the local store keeps beside its items (the `log` table), read without blocking the writer."""
+
+    def __init__(self, path: Path, model_name: str) -> None:
+        self._path, self._model = path, model_name
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def users(self) -> list[str]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT DISTINCT user_id FROM log WHERE model = ? ORDER BY user_id", (self._model,)
+            )
+            return [user for (user,) in rows]
+
+    def entries(self, users: Sequence[str]) -> dict[str, list[LogEntry]]:
+        found: dict[str, list[LogEntry]] = {user: [] for user in users}
+        with self._reading() as connection:
+            for start in range(0, len(users), 500):
+                chunk = users[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = connection.execute(
+                    f"SELECT user_id, line FROM log WHERE model = ? AND user_id IN ({marks})",  # placeholders only
+                    (self._model, *chunk),
+                )
+                for user, line in rows:
+                    found[user].append(from_line(line)[1])
+        return found

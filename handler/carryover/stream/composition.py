@@ -5,7 +5,6 @@ from __future__ import annotations
 from carryover.bundle import ModelBundle
 from carryover.composition import build_service, build_store
 from carryover.config import ConfigurationError, Settings
-from carryover.core.plan import most_rows
 from carryover.core.service import PredictionService
 from carryover.store import Clock
 from carryover.store.dynamodb import utc_now
@@ -17,17 +16,17 @@ from carryover.stream.sinks import Answers, Failures, QueueFailures, StreamAnswe
 def build_consumer(
     settings: Settings, service: PredictionService, failures: Failures, answers: Answers | None
 ) -> StreamConsumer:
-    """The stream way in on `service`'s apply path. A record's answer is kept in the item until published, so a
-    record may carry at most the rows whose answer fits beside the states (refused at cold start when none does)."""
-    room = service.applier.planner.room
-    limit = min(room.reply, room.kept)
-    manifest = service.manifest
-    if most_rows(manifest, limit) < 1:
+    """The stream way in on `service`'s apply path. A record's answer is kept in the item until published (and its
+    rows logged with the write), so a record may carry at most the rows that fit beside the states (refused at cold
+    start when none does)."""
+    room, manifest = service.applier.planner.room, service.manifest
+    if room.most_rows(manifest, room.stream_answer) < 1:
         raise ConfigurationError(
-            f"model {manifest.name}: the answer of one timestep ({manifest.output_values(1) * 4} bytes) does not fit "
-            f"a DynamoDB item beside its states and settings ({limit} bytes left): records could never be applied"
+            f"model {manifest.name}: the answer and rows of one timestep do not fit a DynamoDB item beside its "
+            f"states and settings ({room.stream_answer} bytes left for answers, {room.logged} for rows): records "
+            "could never be applied"
         )
-    rules = RecordRules(manifest, settings.max_timesteps, limit)
+    rules = RecordRules(manifest, settings.max_timesteps, room)
     return StreamConsumer(service.applier, service.bundle, rules, failures, answers)
 
 

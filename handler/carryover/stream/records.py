@@ -5,7 +5,7 @@ A record's data is `{"user_id": ..., "inputs": [[...], ...], "reset": false}` (U
 as its partition key, so that a user's records stay in one shard, in order. Its identity is the shard id (in
 `eventID`, before the colon) and its sequence number. A record that is not such JSON, whose user id is not one
 or differs from its partition key, whose rows do not fit the model, or whose answer could not be kept until
-published (`check_answer_fits`) is an entry with its error.
+published or its rows logged (`ItemRoom.check`) is an entry with its error.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from carryover.core.domain import Position
-from carryover.core.plan import Entry, check_answer_fits
+from carryover.core.plan import Entry
+from carryover.core.room import ItemRoom
 from carryover.errors import InvalidRequest, ServiceError
 from carryover.manifest import Manifest
 from carryover.requests import USER_ID, USER_ID_RULE, RecordBody
@@ -49,11 +50,11 @@ class Delivered:
 
 @dataclass(frozen=True)
 class RecordRules:
-    """What a record must meet: the model's input, the most timesteps, and the most bytes its answer may take."""
+    """What a record must meet: the model's input, the most timesteps, and the room its answer and rows take."""
 
     manifest: Manifest
     max_timesteps: int
-    answer_limit: int
+    room: ItemRoom
 
 
 def _position(record: KinesisStreamRecord) -> Position:
@@ -78,7 +79,7 @@ def _entry(position: Position, partition_key: str, data: str, rules: RecordRules
                 f"user_id: expected {USER_ID_RULE}, the same as the record's partition key (a user's records must "
                 "share the partition key to stay in order)"
             )
-        check_answer_fits(rules.manifest, len(request.inputs), rules.answer_limit, "a stream record")
+        rules.room.check(rules.manifest, len(request.inputs), rules.room.stream_answer, "a stream record")
     except ServiceError as error:
         return user, Entry(None, error, position)
     return user, Entry(request, position=position)

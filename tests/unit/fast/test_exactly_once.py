@@ -162,7 +162,7 @@ def test_only_the_newest_keys_are_kept(backend):
 def test_keyed_response_too_large_to_record_is_refused_up_front(backend):
     """At the largest allowed settings a keyed request whose response cannot be recorded is a 422 saying
     why, before anything runs; without a key the same request is applied."""
-    client = backend.make_client(MAX_TIMESTEPS="60000", MAX_BODY_BYTES=str(10 * 1024 * 1024))
+    client = backend.make_client(MAX_TIMESTEPS="60000", MAX_BODY_BYTES=str(10 * 1024 * 1024), ROW_LOG="false")
     many = [[0.25] * 8] * 45_000
     refused = predict(client, many, key="huge")
     assert refused.status == 422 and refused.body["error"]["code"] == "unprocessable"

@@ -1,0 +1,54 @@
+"""The archiver: a batch of the table's change stream (DynamoDB Streams, new images, through Lambda's event source
+mapping) written to the row log in S3, each write that applied rows or deleted a user as one line, the lines of a
+partition in one object named by its content. A batch delivered again writes the same objects, so nothing is
+written twice; a write S3 refuses fails the batch, which Lambda delivers again (bisecting it) until the stream's
+24 hours run out, and the on-failure queue holds what it passed over."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from carryover.archive.layout import object_key, partition_of
+from carryover.observability import add_metric, logger, with_metrics
+from carryover.store.codec import from_json
+from carryover.store.log import entry_of, to_line
+
+LOG_LINES = "RowLogLines"  # lines written to the row log
+ArchiveHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+class Archiver:
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        self._client, self._bucket, self._prefix = client, bucket, prefix
+
+    def archive(self, event: dict[str, Any]) -> int:
+        """Writes the batch's log lines, one object per partition; returns how many lines."""
+        by_partition: dict[str, list[str]] = {}
+        for record in DynamoDBStreamEvent(event).records:
+            image = (record.get("dynamodb") or {}).get("NewImage")
+            found = entry_of(from_json(json.dumps(image))) if image else None
+            if found is not None:
+                model, entry = found
+                by_partition.setdefault(partition_of(entry.user_id), []).append(to_line(model, entry))
+        for partition, found_lines in by_partition.items():
+            body = ("\n".join(found_lines) + "\n").encode()
+            key = object_key(self._prefix, partition, body)
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+        written = sum(len(found_lines) for found_lines in by_partition.values())
+        logger.info("row log archived", extra={"lines": written, "objects": len(by_partition)})
+        add_metric(LOG_LINES, written)
+        return written
+
+
+def create_archive_handler(archiver: Archiver) -> ArchiveHandler:
+    @logger.inject_lambda_context
+    @with_metrics
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return {"lines": archiver.archive(event)}
+
+    return handler

@@ -1,0 +1,48 @@
+"""The row log functions as their cold start builds them: the archiver on the table's change stream, and the
+daily compaction of every partition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from carryover.archive.archiver import ArchiveHandler, Archiver, create_archive_handler
+from carryover.archive.compaction import compact
+from carryover.archive.layout import partitions
+from carryover.config import ConfigurationError, Settings
+from carryover.observability import logger
+
+
+def _bucket(settings: Settings) -> str:
+    if not settings.log_bucket:
+        raise ConfigurationError("LOG_BUCKET: the row log functions need the log's bucket")
+    return settings.log_bucket
+
+
+def _s3() -> Any:
+    from botocore.session import Session
+
+    return Session().create_client("s3")
+
+
+def build_archive_handler(settings: Settings) -> ArchiveHandler:
+    return create_archive_handler(Archiver(_s3(), _bucket(settings), settings.log_prefix))
+
+
+def build_compact_handler(settings: Settings) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    bucket, client = _bucket(settings), _s3()
+
+    @logger.inject_lambda_context
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        kept = {
+            partition: compact(client, bucket, settings.log_prefix, partition, settings.row_log_retention_days, now)
+            for partition in partitions()
+        }
+        logger.info("row log compacted", extra={"partitions": len(kept), "lines": sum(kept.values())})
+        return {"partitions": len(kept), "lines": sum(kept.values())}
+
+    return handler
