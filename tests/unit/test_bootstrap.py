@@ -138,7 +138,7 @@ def test_after_a_bootstrap_every_user_holds_the_new_versions_state_over_their_wh
             send(ACTIVE[0])  # the bootstrap's write for this user now conflicts, and is planned again
             return found
 
-        local.store.load_many = then_a_write  # type: ignore[method-assign]
+        local.store.load_many = then_a_write  # type: ignore[method-assign,assignment]
 
     loaded = ModelBundle.load(new, engine)
     model = ServedModel(loaded.manifest, loaded.engine, "next")

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import numpy as np
@@ -163,7 +163,7 @@ def test_the_worker_bootstraps_a_distributed_map_childs_batch_of_partitions(smal
     handler = create_bulk_handler(bundle, store, s3, settings, utc_now)
     partitions = sorted({partition_of(user) for user in users})
     event = {"Items": [{"partition": p} for p in partitions], "BatchInput": {"bucket": BUCKET, "prefix": PREFIX}}
-    answer = handler(event, LocalContext("map-child"))
+    answer = handler(event, cast(Any, LocalContext("map-child")))
     assert answer["users"] == {"written": 6} and answer["rows"] == 6 * 6 + 2
     for user in users:
         stored = store.load(user)
@@ -172,4 +172,4 @@ def test_the_worker_bootstraps_a_distributed_map_childs_batch_of_partitions(smal
         assert bootstrapped is not None and (bootstrapped.since, bootstrapped.at) == (0, stored.state.stream)
         difference = np.frombuffer(answering.blob, np.float32) - np.frombuffer(bootstrapped.blob, np.float32)
         assert float(np.abs(difference).max()) <= 1e-5  # the same model over the same rows, chunked or not
-    assert handler(event, LocalContext("again"))["users"] == {"current": 6}  # run again: nothing to do
+    assert handler(event, cast(Any, LocalContext("again")))["users"] == {"current": 6}  # run again: nothing to do
