@@ -37,7 +37,7 @@ MAX_HEADER_BYTES = 16 * 1024
 READ_TIMEOUT_S = 10.0  # the longest wait for a request's headers, or for the next piece of its body
 KEEP_ALIVE_S = 5.0  # an idle connection is closed after this long
 BACKLOG = 2048
-_STATE = re.compile(rb'"state":"(\w+)"\}$')
+_STATE = re.compile(rb'"steps":(\d+),"state":"(\w+)"(?:,"seen":(\d+))?')
 _CODE = re.compile(rb'"code":"(\w+)"')
 
 
@@ -336,7 +336,14 @@ def _reason(status: int) -> bytes:
 
 
 def _request_line(method: str, path: str, status: int, milliseconds: float, payload: bytes) -> str:
-    """One line a request: method, path, status, time and, for a prediction, where the state started."""
-    found = _STATE.search(payload) if status == 200 else _CODE.search(payload[:200])
-    detail = found.group(1).decode() if found else ""
+    """One line a request: method, path, status, time and, for a prediction, where the state started (and how many
+    of the user's rows it has seen, when not all); for an error, its code."""
+    if status != 200:
+        found = _CODE.search(payload[:200])
+        return f"{method} {path} {status} {milliseconds:.1f} ms {found.group(1).decode() if found else ''}".rstrip()
+    answer = _STATE.search(payload)
+    detail = ""
+    if answer:
+        steps, origin, seen = answer.groups()
+        detail = origin.decode() + (f", seen {int(seen)} of {int(steps)} rows" if seen and seen != steps else "")
     return f"{method} {path} {status} {milliseconds:.1f} ms {detail}".rstrip()

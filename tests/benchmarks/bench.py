@@ -38,6 +38,7 @@ from tests.benchmarks import local_api as local
 from tests.benchmarks import report, stream
 from tests.benchmarks.cold_start import cold_start_313
 from tests.benchmarks.deploy import IDLE, USERS, simulate
+from tests.benchmarks.history import history_figures
 from tests.benchmarks.peer.torchserve import available
 from tests.benchmarks.startup import startup_with_users
 from tests.clients import HandlerClient
@@ -481,6 +482,10 @@ def main() -> None:
         cold_starts(args, dynamodb.endpoint)
         report.section("Shipping a retrained model", "the README's runbook, simulated on a DynamoDB over HTTP")
         shipping(args, client)
+        report.section("The row log and the bootstrap", "what the log adds to a request; a version for every user")
+        ensure_table(client, "bench-history")
+        s3, changes = (boto3.client(name, endpoint_url=dynamodb.endpoint) for name in ("s3", "dynamodbstreams"))
+        history_figures(args.bundle, client, s3, changes, "bench-history")
         report.section("Window mode", "a model trained on windows of 30 rows (LSTM 128, 20 features)")
         report.step("exporting it, then each engine and model.predict on a 10-row request")
         window = window_compute()

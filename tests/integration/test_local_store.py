@@ -267,7 +267,7 @@ def test_the_database_holds_the_same_item_dynamodb_would(served, tmp_path):
         (raw,) = connection.execute("SELECT item FROM items").fetchone()
     item = json.loads(raw)
     assert set(item) == {"user_id", "model", "format", "revision", "writes", "expires_at", "keys", "model_version",
-                         "state", "steps", "updated_at", "reply"}  # fmt: skip
+                         "state", "steps", "updated_at", "reply", "created", "logged"}  # fmt: skip
     assert item["user_id"] == {"S": "ada"} and item["steps"] == {"N": "1"} and "B" in item["state"]
 
 

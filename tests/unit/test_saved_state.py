@@ -24,7 +24,8 @@ def test_state_of_another_model_version_starts_fresh(make_client, dynamodb):
     first = client.predict("u1", [ROW])
     overwrite(dynamodb, "u1", model_version={"S": "0123456789abcdef"})
     reply = client.predict("u1", [ROW])
-    assert reply.body["state"] == "reset" and reply.body["steps"] == 1
+    # the version starts from zero where the user's stream stands, and says so: its state has seen 1 row of 2
+    assert reply.body["state"] == "reset" and (reply.body["steps"], reply.body["seen"]) == (2, 1)
     assert reply.body["outputs"] == first.body["outputs"]
     assert saved_item(dynamodb, "u1")["model_version"]["S"] == first.body["model"]["version"]
 
@@ -63,6 +64,8 @@ def test_saved_item_has_the_documented_schema(make_client, dynamodb, served):
         "writes",
         "updated_at",
         "expires_at",
+        "created",
+        "logged",
     }
     assert item["format"]["N"] == "3" and len(item["writes"]["B"]) == 8
     assert (item["steps"]["N"], item["revision"]["N"]) == ("3", "1")
@@ -112,9 +115,12 @@ def test_malformed_item_resets_by_default(make_client, dynamodb, damage):
     client = make_client()
     first = client.predict("u6", [ROW])
     overwrite(dynamodb, "u6", **MALFORMED[damage])
-    assert client.state("u6").status in (200, 409)  # a blob of the wrong size is readable, just not usable
+    readable = client.state("u6").status
+    assert readable in (200, 409)  # a blob of the wrong size is readable, just not usable
     reply = client.predict("u6", [ROW])
-    assert reply.status == 200 and reply.body["state"] == "reset" and reply.body["steps"] == 1
+    stream = 2 if readable == 200 else 1  # the user's stream goes on where the item can still say where it stands
+    assert reply.status == 200 and reply.body["state"] == "reset" and (reply.body["steps"], reply.body["seen"]) == (
+        stream, 1)  # fmt: skip
     assert reply.body["outputs"] == first.body["outputs"]
     assert client.predict("u6", [ROW]).body["state"] == "continued"
 

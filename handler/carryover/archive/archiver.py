@@ -1,8 +1,9 @@
 """The archiver: a batch of the table's change stream (DynamoDB Streams, new images, through Lambda's event source
-mapping) written to the row log in S3, each write that applied rows or deleted a user as one line, the lines of a
-partition in one object named by its content. A batch delivered again writes the same objects, so nothing is
-written twice; a write S3 refuses fails the batch, which Lambda delivers again (bisecting it) until the stream's
-24 hours run out, and the on-failure queue holds what it passed over."""
+mapping) written to the row log in S3, each write that applied rows or deleted a user as one line, the batch's
+lines one object in `incoming/` named by its content (one PUT a batch: the daily compaction sorts them by user).
+A batch delivered again writes the same object, so nothing is written twice; a write S3 refuses fails the batch,
+which Lambda delivers again (bisecting it) until the stream's 24 hours run out, and the on-failure queue holds
+what it passed over."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from carryover.archive.layout import object_key, partition_of
+from carryover.archive.layout import INCOMING, put_lines
 from carryover.observability import add_metric, logger, with_metrics
 from carryover.store.codec import from_json
 from carryover.store.log import entry_of, to_line
@@ -27,22 +28,18 @@ class Archiver:
         self._client, self._bucket, self._prefix = client, bucket, prefix
 
     def archive(self, event: dict[str, Any]) -> int:
-        """Writes the batch's log lines, one object per partition; returns how many lines."""
-        by_partition: dict[str, list[str]] = {}
+        """Writes the batch's log lines as one object; returns how many lines."""
+        found_lines = []
         for record in DynamoDBStreamEvent(event).records:
             image = (record.get("dynamodb") or {}).get("NewImage")
             found = entry_of(from_json(json.dumps(image))) if image else None
             if found is not None:
-                model, entry = found
-                by_partition.setdefault(partition_of(entry.user_id), []).append(to_line(model, entry))
-        for partition, found_lines in by_partition.items():
-            body = ("\n".join(found_lines) + "\n").encode()
-            key = object_key(self._prefix, partition, body)
-            self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/x-ndjson")
-        written = sum(len(found_lines) for found_lines in by_partition.values())
-        logger.info("row log archived", extra={"lines": written, "objects": len(by_partition)})
-        add_metric(LOG_LINES, written)
-        return written
+                found_lines.append(to_line(*found))
+        if found_lines:
+            put_lines(self._client, self._bucket, self._prefix + INCOMING, found_lines)
+        logger.info("row log archived", extra={"lines": len(found_lines)})
+        add_metric(LOG_LINES, len(found_lines))
+        return len(found_lines)
 
 
 def create_archive_handler(archiver: Archiver) -> ArchiveHandler:

@@ -1,8 +1,9 @@
-"""The row log compacted, a partition at a time (daily, on a schedule): its objects read as one set of lines,
-written back as one object holding each write once, without the rows of users deleted since (a deletion line
-stays, so an object written meanwhile cannot bring them back) and without rows older than the retention; then
-the objects read are removed. A DELETE leaves the files within a day this way (every reader drops a deleted
-user's rows at once: `core/history.py`)."""
+"""The row log's daily compaction: the lines the archiver wrote to `incoming/` sorted into their users' partitions
+(one new object a partition that received any), then the objects read from `incoming/` removed. A partition that
+received a deletion is rewritten whole: each write once, without the rows of the users deleted (their deletion
+line stays, so no object written meanwhile brings them back) and without rows older than the retention. A DELETE
+leaves the files within a day this way; every reader drops a deleted user's rows at once (`core/history.py`).
+A run that dies midway leaves lines in both places: the next run writes them again, read once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from carryover.archive.layout import lines, object_key, objects
+from carryover.archive.layout import INCOMING, lines, objects, partition_of, partition_prefix, put_lines
 from carryover.core.history import LogEntry, ordered
 from carryover.store.log import from_line, to_line
 
@@ -29,16 +30,30 @@ def kept(entries: Iterable[tuple[str, LogEntry]], oldest: str | None) -> list[tu
     return found
 
 
-def compact(client: Any, bucket: str, prefix: str, partition: str, retention_days: int, now: datetime) -> int:
-    """Compacts one partition; returns the lines it keeps."""
-    keys = list(objects(client, bucket, prefix, partition))
-    read = [from_line(line) for key in keys for line in lines(client, bucket, key)]
+def compact(client: Any, bucket: str, prefix: str, retention_days: int, now: datetime) -> int:
+    """Sorts `incoming/` into the partitions; returns the lines sorted."""
+    incoming = list(objects(client, bucket, prefix + INCOMING))
+    by_partition: dict[str, list[tuple[str, LogEntry]]] = {}
+    for key in incoming:
+        for line in lines(client, bucket, key):
+            model, entry = from_line(line)
+            by_partition.setdefault(partition_of(entry.user_id), []).append((model, entry))
     oldest = (now - timedelta(days=retention_days)).isoformat() if retention_days else None
-    found = kept(read, oldest)
-    body = "".join(to_line(model, entry) + "\n" for model, entry in found).encode()
-    written = object_key(prefix, partition, body)
-    if found:
-        client.put_object(Bucket=bucket, Key=written, Body=body, ContentType="application/x-ndjson")
+    for partition, found in by_partition.items():
+        folder = partition_prefix(prefix, partition)
+        if any(entry.deleted for _, entry in found):
+            _rewrite(client, bucket, folder, found, oldest)
+        else:
+            put_lines(client, bucket, folder, [to_line(model, entry) for model, entry in found])
+    for key in incoming:
+        client.delete_object(Bucket=bucket, Key=key)
+    return sum(len(found) for found in by_partition.values())
+
+
+def _rewrite(client: Any, bucket: str, folder: str, new: list[tuple[str, LogEntry]], oldest: str | None) -> None:
+    """The partition as one object: its lines and `new`, each write once, deleted users' rows gone."""
+    keys = list(objects(client, bucket, folder))
+    read = [from_line(line) for key in keys for line in lines(client, bucket, key)]
+    written = put_lines(client, bucket, folder, [to_line(model, entry) for model, entry in kept([*read, *new], oldest)])
     for key in (key for key in keys if key != written):
         client.delete_object(Bucket=bucket, Key=key)
-    return len(found)

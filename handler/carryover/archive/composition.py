@@ -11,7 +11,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carryover.archive.archiver import ArchiveHandler, Archiver, create_archive_handler
 from carryover.archive.compaction import compact
-from carryover.archive.layout import partitions
 from carryover.config import ConfigurationError, Settings
 from carryover.observability import logger
 
@@ -37,12 +36,8 @@ def build_compact_handler(settings: Settings) -> Callable[[dict[str, Any], Lambd
 
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        kept = {
-            partition: compact(client, bucket, settings.log_prefix, partition, settings.row_log_retention_days, now)
-            for partition in partitions()
-        }
-        logger.info("row log compacted", extra={"partitions": len(kept), "lines": sum(kept.values())})
-        return {"partitions": len(kept), "lines": sum(kept.values())}
+        sorted_lines = compact(client, bucket, settings.log_prefix, settings.row_log_retention_days, datetime.now(UTC))
+        logger.info("row log compacted", extra={"lines": sorted_lines})
+        return {"lines": sorted_lines}
 
     return handler

@@ -101,7 +101,7 @@ def test_every_applied_write_is_logged_once_with_positions_resets_and_deletions(
         assert log.users() == ["ana", "cy"]
 
 
-def test_compaction_keeps_each_write_once_and_drops_deleted_users_rows(small, dynamodb, s3):
+def test_compaction_sorts_the_log_by_user_and_drops_deleted_users_rows(small, dynamodb, s3):
     store = DynamoDBStateStore(dynamodb, TABLE, small.manifest.name, lifetimes(settings_for(small, {})))
     http = streams.ways_in(small, "litert", store, settings_for(small, {}), streams.Sinks.create(boto3)).http
     for user in ("ana", "bob"):
@@ -111,16 +111,16 @@ def test_compaction_keeps_each_write_once_and_drops_deleted_users_rows(small, dy
     event = change_event(dynamodb, boto3.client("dynamodbstreams"), TABLE)
     Archiver(s3, BUCKET, PREFIX).archive(event)
     Archiver(s3, BUCKET, PREFIX).archive({"Records": event["Records"][:3]})  # a part delivered again, apart
-    now = datetime.now(UTC)
-    parts = sorted({partition_of("ana"), partition_of("bob")})
-    kept_lines = sum(compact(s3, BUCKET, PREFIX, part, 0, now) for part in parts)
-    assert kept_lines == 2 + 1  # ana's two writes, bob's deletion
-    lines = [json.loads(line) for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]
-             for line in s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read().decode().splitlines()]  # fmt: skip
-    assert sorted((line["user_id"], bool(line.get("deleted"))) for line in lines) == [
-        ("ana", False), ("ana", False), ("bob", True),
-    ]  # fmt: skip
-    assert all(line["runs"] == [] for line in lines if line["user_id"] == "bob")
+    assert compact(s3, BUCKET, PREFIX, 0, datetime.now(UTC)) == 5 + 3
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert all(key.startswith(f"{PREFIX}part=") for key in keys)  # incoming/ emptied
+    lines = [json.loads(line) for key in keys
+             for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()]  # fmt: skip
+    assert len({line["write"] for line in lines if line["user_id"] == "ana"}) == 2
+    assert [(line["user_id"], line.get("deleted")) for line in lines if line["user_id"] == "bob"] == [("bob", True)]
+    log = S3Log(s3, BUCKET, PREFIX, [partition_of("ana")], small.manifest.name)
+    found = history(log.entries(["ana"])["ana"], 8)
+    assert found is not None and found.whole and found.steps == 3
 
 
 def test_a_request_whose_rows_cannot_be_logged_is_refused_up_front(backend):
