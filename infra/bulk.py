@@ -22,7 +22,7 @@ from typing import Any
 
 from carryover.bulk.worker import bootstrap_all
 from carryover.bundle import ModelBundle, ServedModel
-from carryover.composition import build_store, lifetimes
+from carryover.composition import build_store, lifetimes, states_in_objects
 from carryover.config import ConfigurationError, Settings
 from carryover.core.bootstrap import Tally
 from carryover.core.compare import compare
@@ -30,7 +30,7 @@ from carryover.manifest import Manifest
 from carryover.store import StateStore
 from carryover.store.dynamodb import utc_now
 from carryover.store.export import export_lines, import_lines
-from carryover.store.sqlite import SQLiteLog, SQLiteStateStore
+from carryover.store.sqlite import SQLiteBlobs, SQLiteLog, SQLiteStateStore
 from infra.bulk_report import comparison_report
 from infra.versions import bundle_for
 
@@ -49,12 +49,14 @@ def _settings(served: Path) -> Settings:
 
 def _store(settings: Settings, state: Path) -> StateStore:
     """The local stack's store: DYNAMODB_ENDPOINT when set, else the SQLite file `make run` keeps."""
-    name = Manifest.read(settings.model_bundle).name
+    bundle = ModelBundle.load(settings.model_bundle, "litert")
     if settings.dynamodb_endpoint:
-        return build_store(settings, ModelBundle.load(settings.model_bundle, "litert"))
+        return build_store(settings, bundle, logged_rows=True)
     if not state.is_file():
         raise BulkError(f"no local state in {state}: `make run` keeps it there (STATE_FILE=... for another)")
-    return SQLiteStateStore(state, name, lifetimes(settings), utc_now)
+    store = SQLiteStateStore(state, bundle.manifest.name, lifetimes(settings), utc_now)
+    store.keep_states_in(SQLiteBlobs(state, utc_now), states_in_objects(bundle, settings), logged_rows=True)
+    return store
 
 
 def _version(model: Path, served: Manifest) -> ServedModel:

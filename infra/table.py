@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ def _tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
 _CloudFormationLoader.add_multi_constructor("!", _tag)
 
 
+@functools.cache  # the template is read once a process (parsing it takes a tenth of a second)
 def table_properties(template: Path = TEMPLATE) -> dict[str, Any]:
     resources = yaml.load(template.read_text(), Loader=_CloudFormationLoader)["Resources"]
     properties: dict[str, Any] = resources[TABLE_RESOURCE]["Properties"]

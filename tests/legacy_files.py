@@ -96,6 +96,21 @@ def _as_written_by(path: Path, version: str, edit: Callable[[dict[str, Any]], di
             group.attrs["weight_names"] = [name.encode() for name in old]
 
 
+def _written(
+    model: tf_keras.Model,
+    path: Path,
+    version: str,
+    edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    renamed: bool = False,
+    reference: tf_keras.Model | None = None,
+) -> LegacyFile:
+    """`model` saved at `path` as Keras `version` wrote it (`_as_written_by`); what it must answer as: `reference`,
+    by default the model itself."""
+    model.save(path, include_optimizer=False)
+    _as_written_by(path, version, edit or (lambda config: config), renamed)
+    return LegacyFile(path, reference or model)
+
+
 def keras21_stateful_lstm(folder: Path) -> LegacyFile:
     """Keras 2.1.6's `Sequential([LSTM(8, stateful, batch_input_shape=(4, None, 3), implementation=1,
     recurrent_activation="hard_sigmoid"), Dense(2)])`: the config a bare list, no input layer, hard_sigmoid gates
@@ -112,10 +127,7 @@ def keras21_stateful_lstm(folder: Path) -> LegacyFile:
         )  # fmt: skip
 
     saved, reference = _twin(build, 21)
-    path = folder / "keras21-stateful-lstm.h5"
-    saved.save(path, include_optimizer=False)
-    _as_written_by(path, "2.1.6", _bare_list, renamed=True)
-    return LegacyFile(path, reference)
+    return _written(saved, folder / "keras21-stateful-lstm.h5", "2.1.6", _bare_list, renamed=True, reference=reference)
 
 
 def keras224_bidirectional(folder: Path) -> LegacyFile:
@@ -125,10 +137,7 @@ def keras224_bidirectional(folder: Path) -> LegacyFile:
     both = L.Bidirectional(L.LSTM(4, return_sequences=True, name="lstm"), name="bi_lstm")(inputs)
     outputs = L.TimeDistributed(L.Dense(2, activation="tanh", name="dense"), name="tag")(both)
     model = _randomised(tf_keras.Model(inputs, outputs), 22)
-    path = folder / "keras224-bidirectional.h5"
-    model.save(path, include_optimizer=False)
-    _as_written_by(path, "2.2.4", lambda config: config, renamed=False)
-    return LegacyFile(path, model)
+    return _written(model, folder / "keras224-bidirectional.h5", "2.2.4")
 
 
 def keras20_gru_tokens(folder: Path) -> LegacyFile:
@@ -145,21 +154,7 @@ def keras20_gru_tokens(folder: Path) -> LegacyFile:
             L.Dense(3, activation="softmax", name="dense_1"),
         ]
     )  # fmt: skip
-    _randomised(model, 20)
-    path = folder / "keras20-gru-tokens.h5"
-    model.save(path, include_optimizer=False)
-
-    def keras20(config: dict[str, Any]) -> dict[str, Any]:
-        config = _bare_list(config)
-        for layer in config["config"]:
-            layer["config"].pop("reset_after", None)
-            if layer["class_name"] == "Embedding":
-                layer["config"]["dtype"] = "int32"  # Keras 2.0 gave the Embedding its ids' dtype
-        config["config"][1]["config"]["implementation"] = 0  # Keras 2.0's "cpu" mode
-        return config
-
-    _as_written_by(path, "2.0.8", keras20, renamed=True)
-    return LegacyFile(path, model)
+    return _written(_randomised(model, 20), folder / "keras20-gru-tokens.h5", "2.0.8", _keras20, renamed=True)
 
 
 def savedmodel_stateful_tokens(folder: Path) -> LegacyFile:
@@ -196,12 +191,67 @@ def savedmodel_window(folder: Path) -> LegacyFile:
     return LegacyFile(path, model)
 
 
+def _keras20(config: dict[str, Any]) -> dict[str, Any]:
+    """A Sequential config as Keras 2.0 wrote it: a bare list, GRUs without `reset_after`, an Embedding of the ids'
+    dtype, its first GRU in `implementation=0` (Keras 2.0's "cpu" mode)."""
+    config = _bare_list(config)
+    for layer in config["config"]:
+        layer["config"].pop("reset_after", None)
+        if layer["class_name"] == "Embedding":
+            layer["config"]["dtype"] = "int32"  # Keras 2.0 gave the Embedding its ids' dtype
+    next(layer for layer in config["config"] if layer["class_name"] == "GRU")["config"]["implementation"] = 0
+    return config
+
+
+def keras204_dropout_gru_tokens(folder: Path) -> LegacyFile:
+    """Keras 2.0.4's window model on 500 token ids: `Embedding(50, 8) -> GRU(12, implementation=0, dropout=0.2,
+    recurrent_dropout=0.3) -> Dense(3, softmax)`. Window mode, a window long enough to loop over time."""
+    model = tf_keras.Sequential(
+        [
+            L.Embedding(50, 8, batch_input_shape=(None, 500), name="embedding_1"),
+            L.GRU(12, reset_after=False, recurrent_activation="hard_sigmoid", dropout=0.2, recurrent_dropout=0.3,
+                  name="gru_1"),
+            L.Dense(3, activation="softmax", name="dense_1"),
+        ]
+    )  # fmt: skip
+    return _written(_randomised(model, 25), folder / "keras204-dropout-gru-tokens.h5", "2.0.4", _keras20, renamed=True)
+
+
+def keras212_spatial_dropout_tokens(folder: Path) -> LegacyFile:
+    """Keras 2.1.2's window model on 17 token ids: `Embedding(30, 6) -> SpatialDropout1D(0.2) ->
+    LSTM(10, implementation=1, recurrent_dropout=0.2) -> Dense(2)`, its config a bare list. Window mode."""
+    model = tf_keras.Sequential(
+        [
+            L.Embedding(30, 6, batch_input_shape=(None, 17), name="embedding_1"),
+            L.SpatialDropout1D(0.2, name="spatial_dropout1d_1"),
+            L.LSTM(10, implementation=1, recurrent_dropout=0.2, recurrent_activation="hard_sigmoid", name="lstm_1"),
+            L.Dense(2, name="dense_1"),
+        ]
+    )
+    path = folder / "keras212-spatial-dropout-tokens.h5"
+    return _written(_randomised(model, 26), path, "2.1.2", _bare_list, renamed=True)
+
+
+def keras224_long_bidirectional(folder: Path) -> LegacyFile:
+    """Keras 2.2.4's window model on 905 rows of 4 values: `Bidirectional(LSTM(6, return_sequences,
+    recurrent_dropout=0.2)) -> Bidirectional(LSTM(6, recurrent_dropout=0.2)) -> Dense(1)`. Window mode, looping over
+    time both ways."""
+    inputs = tf_keras.Input((905, 4), name="rows")
+    x = L.Bidirectional(L.LSTM(6, return_sequences=True, recurrent_dropout=0.2, name="lstm_1"), name="bi_1")(inputs)
+    x = L.Bidirectional(L.LSTM(6, recurrent_dropout=0.2, name="lstm_2"), name="bi_2")(x)
+    model = _randomised(tf_keras.Model(inputs, L.Dense(1, name="value")(x)), 27)
+    return _written(model, folder / "keras224-long-bidirectional.h5", "2.2.4")
+
+
 LEGACY = {
     "keras21_stateful_lstm": keras21_stateful_lstm,
     "keras224_bidirectional": keras224_bidirectional,
     "keras20_gru_tokens": keras20_gru_tokens,
     "savedmodel_stateful_tokens": savedmodel_stateful_tokens,
     "savedmodel_window": savedmodel_window,
+    "keras204_dropout_gru_tokens": keras204_dropout_gru_tokens,
+    "keras212_spatial_dropout_tokens": keras212_spatial_dropout_tokens,
+    "keras224_long_bidirectional": keras224_long_bidirectional,
 }
 
 

@@ -146,6 +146,36 @@ def frames() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(2, name="activity")(hidden), name="frames")
 
 
+def pitch_heads() -> keras.Model:
+    """A Keras 2.8 music model rebuilt: LSTM(128) on windows of 25 notes of 3 values, three heads (pitch: 128
+    logits reaching the hundreds, step, duration). Verified with the tolerance relative to the answer."""
+    keras.utils.set_random_seed(14)
+    inputs = keras.layers.Input(shape=(25, 3), name="notes")
+    hidden = keras.layers.LSTM(128, name="lstm")(inputs)
+    heads = {
+        "pitch": keras.layers.Dense(128, name="pitch")(hidden),
+        "step": keras.layers.Dense(1, name="step")(hidden),
+        "duration": keras.layers.Dense(1, name="duration")(hidden),
+    }
+    model = keras.Model(inputs, heads, name="pitch-heads")
+    pitch = model.get_layer("pitch")
+    kernel, bias = pitch.get_weights()
+    pitch.set_weights([kernel * 200.0, bias * 50.0])  # logits of up to a few hundred
+    return model
+
+
+def big_frames(side: int = 48) -> keras.Model:
+    """Frames of side x side x 3 in windows of 20: TimeDistributed(Conv2D) -> TimeDistributed(GlobalAveragePooling2D)
+    -> LSTM(8). At 48, a user's state, the last 20 frames, is 552,960 bytes: more than a DynamoDB item holds, kept
+    as an object beside it."""
+    keras.utils.set_random_seed(15)
+    inputs = keras.layers.Input(shape=(20, side, side, 3), name="frames")
+    x = keras.layers.TimeDistributed(keras.layers.Conv2D(4, 3, activation="relu"), name="conv")(inputs)
+    x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="pool")(x)
+    hidden = keras.layers.LSTM(8, name="lstm")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="activity")(hidden), name="big-frames")
+
+
 BUILDERS = {
     "seed": seed,
     "stacked": stacked,
@@ -161,5 +191,7 @@ BUILDERS = {
     "three_heads": three_heads,
     "three_heads_carried": three_heads,
     "frames": frames,
+    "pitch_heads": pitch_heads,
+    "big_frames": big_frames,
 }
 ASKED_MODES: dict[str, Mode] = {"three_heads_carried": "carry"}  # exported in another mode than the model's own

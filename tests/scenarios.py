@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 
 from infra.local.stack import start_stack
-from layers.exporter.verify import TOLERANCE, random_chunks, sample_sequence
+from layers.exporter.verify import RELATIVE, TOLERANCE, Difference, difference, random_chunks, sample_sequence
 from tests.clients import Client, HttpClient, Reply
 from tests.conftest import Served
 
@@ -40,14 +40,15 @@ def expected_chunk(
 
 
 def assert_matches(outputs: dict[str, list[list[float]]], expected: dict[str, np.ndarray]) -> float:
+    """Every output within the export's rule (`verify.difference`); the largest absolute difference."""
     assert set(outputs) == set(expected)
-    worst = 0.0
+    worst = Difference()
     for name, rows in expected.items():
         actual = np.asarray(outputs[name], dtype=np.float64)
         assert actual.shape == rows.shape, (name, actual.shape, rows.shape)
-        worst = max(worst, float(np.max(np.abs(actual - rows))))
-    assert worst <= TOLERANCE, f"max abs difference {worst} exceeds {TOLERANCE}"
-    return worst
+        worst = worst | difference(actual, rows)
+    assert worst.passed, f"difference {worst} exceeds {TOLERANCE} + {RELATIVE} x |expected|"
+    return worst.absolute
 
 
 def stream(client: Client, served: Served, user: str, whole: np.ndarray, sizes: list[int], offset: int = 0) -> None:

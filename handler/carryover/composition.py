@@ -16,8 +16,11 @@ from carryover.core.room import ItemRoom
 from carryover.core.service import PredictionService
 from carryover.http.lambda_handler import LambdaHandler, create_lambda_handler
 from carryover.store import Clock, StateStore
+from carryover.store.blobs import STATE_REF_BYTES, S3Blobs
 from carryover.store.dynamodb import DynamoDBClient, DynamoDBStateStore, dynamodb_client, utc_now
 from carryover.store.item import ITEM_LIMIT_BYTES, Lifetimes, largest_item_bytes
+
+LOGGED_IN_OBJECTS = 1 << 30  # the rows a write logs, kept as an object: bounded by the request alone
 
 
 def build_client(settings: Settings) -> DynamoDBClient:
@@ -34,10 +37,21 @@ def lifetimes(settings: Settings) -> Lifetimes:
     return Lifetimes(state_ttl=timedelta(days=settings.state_ttl_days), keys=keys)
 
 
+def states_in_objects(bundle: ModelBundle, settings: Settings) -> bool:
+    """Whether states are kept as objects beside the item (`store/blobs.py`): when asked, or when the item cannot
+    hold them with room for everything else a write keeps."""
+    inline = sum(model.manifest.state_bytes for model in bundle.models)
+    keys = lifetimes(settings).keys
+    return (
+        settings.states_in_objects == "always" or largest_item_bytes(inline, REPLY_LIMIT_BYTES, keys) > ITEM_LIMIT_BYTES
+    )
+
+
 def _item_bytes(bundle: ModelBundle, settings: Settings, history_rows: int) -> int:
     """The most an item holds for this bundle and settings with `history_rows` kept rows, besides the stream
-    answers kept until published."""
-    states = sum(model.manifest.state_bytes for model in bundle.models)
+    answers kept until published (a state kept as an object: its name)."""
+    objects = states_in_objects(bundle, settings)
+    states = sum(STATE_REF_BYTES if objects else model.manifest.state_bytes for model in bundle.models)
     history = history_rows * bundle.manifest.input.features * 4
     return largest_item_bytes(states, REPLY_LIMIT_BYTES, lifetimes(settings).keys, history)
 
@@ -46,6 +60,8 @@ def item_room(bundle: ModelBundle, settings: Settings) -> ItemRoom:
     """Room in the item for what a write records: the newest answer, and in what the item leaves, the stream
     answers kept until published (at most OUTBOX_LIMIT_BYTES) and, with ROW_LOG on, the rows applied."""
     left = max(0, ITEM_LIMIT_BYTES - _item_bytes(bundle, settings, settings.history_rows))
+    if states_in_objects(bundle, settings):  # the rows logged are objects too: the item holds only their names
+        return ItemRoom(REPLY_LIMIT_BYTES, min(OUTBOX_LIMIT_BYTES, left), LOGGED_IN_OBJECTS if settings.row_log else 0)
     kept = min(OUTBOX_LIMIT_BYTES, left // 2 if settings.row_log else left)
     return ItemRoom(reply=REPLY_LIMIT_BYTES, kept=kept, logged=left - kept if settings.row_log else 0)
 
@@ -71,12 +87,35 @@ def check_item_fits(bundle: ModelBundle, settings: Settings) -> None:
     )
 
 
+def check_objects_kept(bundle: ModelBundle, settings: Settings) -> None:
+    """States that must be kept as objects need the bucket to keep them in (the stack gives STATE_BUCKET)."""
+    if states_in_objects(bundle, settings) and not settings.state_bucket:
+        states = sum(model.manifest.state_bytes for model in bundle.models)
+        raise ConfigurationError(
+            f"model {bundle.manifest.name}: its states ({states} bytes) are kept as objects beside the DynamoDB item, "
+            "which cannot hold them: set STATE_BUCKET (template.yaml does)"
+        )
+
+
 def build_store(
-    settings: Settings, bundle: ModelBundle, client: DynamoDBClient | None = None, clock: Clock = utc_now
+    settings: Settings,
+    bundle: ModelBundle,
+    client: DynamoDBClient | None = None,
+    clock: Clock = utc_now,
+    logged_rows: bool = False,
 ) -> DynamoDBStateStore:
-    return DynamoDBStateStore(
+    """DynamoDB, with the state bucket when there is one: states the item cannot hold kept there (always read
+    from there when an item names one); `logged_rows`: reads fetch the rows a write logged as an object too."""
+    check_objects_kept(bundle, settings)
+    store = DynamoDBStateStore(
         client or build_client(settings), settings.table_name, bundle.manifest.name, lifetimes(settings), clock
     )
+    if settings.state_bucket:
+        from botocore.session import Session
+
+        s3 = Session().create_client("s3", endpoint_url=str(settings.s3_endpoint) if settings.s3_endpoint else None)
+        store.keep_states_in(S3Blobs(s3, settings.state_bucket), states_in_objects(bundle, settings), logged_rows)
+    return store
 
 
 def build_service(

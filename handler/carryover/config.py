@@ -32,6 +32,9 @@ class Settings(BaseModel):
     idempotency_keys: int = Field(default=32, ge=1, le=1000)
     history_rows: int = Field(default=0, ge=0, le=100_000)  # a user's last rows kept, for versions without a state
     row_log: bool = True  # each write carries the rows it applied, for the row log (`core/history.py`)
+    state_bucket: str | None = None  # where states too large for a DynamoDB item are kept (`store/blobs.py`)
+    states_in_objects: Literal["auto", "always"] = "auto"  # auto: only when the item cannot hold them
+    s3_endpoint: AnyHttpUrl | None = None  # an S3-compatible endpoint (the tests' moto server)
     log_bucket: str | None = None  # the S3 bucket of the deployed row log (the archiver, compaction, the bootstrap)
     log_prefix: str = "log/"
     row_log_retention_days: int = Field(default=0, ge=0, le=36500)  # rows older than this compacted away; 0: kept

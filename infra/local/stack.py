@@ -13,14 +13,14 @@ from pathlib import Path
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
 from carryover.bundle import ModelBundle
-from carryover.composition import build_client, build_service, build_store, lifetimes
+from carryover.composition import build_client, build_service, build_store, lifetimes, states_in_objects
 from carryover.config import Settings
 from carryover.core.service import PredictionService
 from carryover.http.lambda_handler import create_lambda_handler
 from carryover.manifest import Manifest
 from carryover.store import StateStore
 from carryover.store.dynamodb import utc_now
-from carryover.store.sqlite import Durability, SQLiteStateStore
+from carryover.store.sqlite import Durability, SQLiteBlobs, SQLiteStateStore
 from carryover.stream.composition import build_consumer
 from carryover.stream.lambda_handler import StreamHandler, create_stream_handler
 from carryover.stream.sinks import FileFailures, StreamAnswers
@@ -88,12 +88,13 @@ class _Store:
     path: Path | None = None
 
 
-def _sqlite(settings: Settings, state_file: Path | None, durability: Durability) -> _Store:
+def _sqlite(settings: Settings, bundle: ModelBundle, state_file: Path | None, durability: Durability) -> _Store:
     """SQLite at `state_file`, or in a temporary directory removed at close."""
     scratch = None if state_file else Path(tempfile.mkdtemp(prefix="carryover-state-"))
     path = state_file or Path(str(scratch)) / "state.sqlite3"
     name = Manifest.read(settings.model_bundle).name
     store = SQLiteStateStore(path, name, lifetimes(settings), utc_now, durability)
+    store.keep_states_in(SQLiteBlobs(path, utc_now), states_in_objects(bundle, settings))
 
     def close() -> None:
         store.close()
@@ -123,12 +124,12 @@ def start_stack(
     `stream_failures`."""
     given = {"TABLE_NAME": table, "MODEL_BUNDLE": str(bundle), "DYNAMODB_ENDPOINT": dynamodb_endpoint, "ENGINE": engine}
     settings = Settings.from_env(os.environ | {key: value for key, value in given.items() if value})
+    bundle_loaded = ModelBundle.load(settings.model_bundle, settings.engine)
     if dynamodb_endpoint:
         _dynamodb(settings, dynamodb_endpoint)
         kept = _Store(None, f"DynamoDB at {dynamodb_endpoint}, table {table}", lambda: None)
     else:
-        kept = _sqlite(settings, state_file, durability)
-    bundle_loaded = ModelBundle.load(settings.model_bundle, settings.engine)
+        kept = _sqlite(settings, bundle_loaded, state_file, durability)
     store = kept.store or build_store(settings, bundle_loaded)
     service = build_service(settings, bundle_loaded, store=store)
     api = LocalApi(

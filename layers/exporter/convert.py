@@ -20,6 +20,8 @@ from carryover.modes import Graph
 MISSING_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
 OP_SCOPE = r'fused\["{op}:", "([^"@]+)@'
 ERROR = re.compile(r"error: (.+)")
+# Words of the converter's internals: tensors and their dtypes, MLIR locations, op dumps and SSA values.
+INTERNAL = re.compile(r"Tensor\(|dtype=|loc\(|\btf\.\w+\(|%\w+|<unknown>|0x[0-9a-f]+|\^bb|func\.")
 SIGNATURE = "serving_default"  # the flatbuffer's one signature, which the LiteRT engine binds tensors by
 
 
@@ -57,7 +59,14 @@ def summary(error: Exception, model: keras.Model) -> str:
     said = ERROR.search(text)
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("File ")]
     reason = said.group(1).strip() if said else (lines[-1] if lines else type(error).__name__)
-    return f"LiteRT cannot convert the model: {reason}"
+    if INTERNAL.search(reason) or len(reason) > 160:  # the converter's internals: no help to whoever reads it
+        reason = "the converter failed inside TensorFlow's lowering of its ops"
+    layers = [layer.name for layer in model.layers if re.search(rf"\b{re.escape(layer.name)}\b", text)]
+    where = f" (in layer {', '.join(map(repr, layers[:3]))})" if layers else ""
+    return (
+        f"LiteRT cannot convert the model{where}: {reason}; replace the layer by one built from ops LiteRT runs, or "
+        "export in the other mode (MODE=carry, or MODE=window WINDOW=n)"
+    )
 
 
 def _layers_of(op: str, text: str, model: keras.Model) -> list[str]:

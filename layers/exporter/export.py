@@ -32,7 +32,7 @@ from carryover.modes import MODES, Graph, ServingMode
 from carryover.store.item import ITEM_LIMIT_BYTES, largest_item_bytes
 from layers.exporter import formats, from_keras2, legacy
 from layers.exporter.convert import ConversionFailed, litert_flatbuffer
-from layers.exporter.verify import ENGINES_STEP, TOLERANCE, Verification, verify
+from layers.exporter.verify import ENGINES_STEP, RELATIVE, TOLERANCE, Verification, verify
 
 KERAS_DEFAULT_NAME = re.compile(r"(sequential|functional|model)(_\d+)?")
 KERAS_FILE = "model.keras"
@@ -143,22 +143,15 @@ class Plan:
     reference: Any  # what the engines are verified against: the model, or for a Keras 2 file the network tf_keras read
 
 
-def check_item_fits(manifest: Manifest) -> None:
-    """Refuses a model whose saved state would not fit a DynamoDB item beside the default idempotency keys and a
-    recorded response: said at export, not at the first request."""
-    keys = KeyWindow()
-    largest = largest_item_bytes(manifest.state_bytes, REPLY_LIMIT_BYTES, keys)
-    if largest <= ITEM_LIMIT_BYTES:
-        return
-    room = ITEM_LIMIT_BYTES - largest_item_bytes(0, REPLY_LIMIT_BYTES, keys)
-    if manifest.mode == "window":
-        most = room // (4 * manifest.input.features)
-        fix = f"export with WINDOW={most} or fewer (each window row keeps {manifest.input.features} float32 values)"
-    else:
-        fix = f"use recurrent layers whose states add up to at most {room // 4} values"
-    raise ExportFailed(
-        f"a user's state is {manifest.state_bytes:,} bytes: with {keys.size} idempotency keys and a recorded response "
-        f"its item would pass DynamoDB's item limit of {ITEM_LIMIT_BYTES:,} bytes; {fix}"
+def state_home(manifest: Manifest) -> str:
+    """Where a user's state will live, in words: in the DynamoDB item, or (too large for one beside the default
+    idempotency keys and a recorded response) as an object beside it, `store/blobs.py`."""
+    size = f"a user's state: {manifest.state_bytes:,} bytes"
+    if largest_item_bytes(manifest.state_bytes, REPLY_LIMIT_BYTES, KeyWindow()) <= ITEM_LIMIT_BYTES:
+        return f"{size}, kept in the DynamoDB item"
+    return (
+        f"{size}, more than a DynamoDB item holds ({ITEM_LIMIT_BYTES:,} bytes): kept as an object beside it (the "
+        "stack's state bucket; locally beside the SQLite items)"
     )
 
 
@@ -168,7 +161,6 @@ def plan(source: Path, name: str | None, mode: Mode | None, window: int | None) 
         serving, window = choose_mode(loaded.model, mode, window)
         model, graph = graph_for(loaded.model, serving, window)
         manifest = build_manifest(model, serving, graph, name or default_name(model, source))
-        check_item_fits(manifest)
         reference = model if loaded.keras2 is None else legacy.reference(loaded.keras2, serving.name == "carry")
     except (UnsupportedModel, ExportFailed) as error:  # ours: one line already
         raise ExportFailed(f"{source}: {loaded.origin}: {error}") from None
@@ -201,8 +193,8 @@ def _verified(
     for engine, result in results.items():
         if not result.passed:
             raise ExportFailed(
-                f"{source}: the {engine} engine differs from Keras by {result.max_abs_diff:.3g} "
-                f"(tolerance {TOLERANCE}) over {result.sequences} chunked sequences"
+                f"{source}: the {engine} engine differs from Keras by {result.worst} (allowed: {TOLERANCE} + "
+                f"{RELATIVE} x |answer|) over {result.sequences} chunked sequences"
             )
     return results
 
@@ -311,12 +303,13 @@ def main() -> None:
     if exported.keras2:
         translated = f"; translated: {'; '.join(exported.translated)}" if exported.translated else ""
         print(f"{exported.origin}, read with Keras 2 (tf-keras) and rebuilt in Keras 3{translated}")
-    checks = ", ".join(f"{engine} {check.max_abs_diff:.2g}" for engine, check in exported.checks.items())
+    checks = ", ".join(f"{engine} {check.worst}" for engine, check in exported.checks.items())
     manifest = exported.manifest
+    print(state_home(manifest))
     print(
         f"bundle {args.out}: {manifest.name} {manifest.version}, {MODES[manifest.mode].describe(manifest)}, in "
-        f"{time.perf_counter() - started:.0f} s; max abs diff from Keras over {args.sequences} chunked sequences: "
-        f"{checks}"
+        f"{time.perf_counter() - started:.0f} s; largest difference from Keras over {args.sequences} chunked "
+        f"sequences: {checks}"
     )
 
 

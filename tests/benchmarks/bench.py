@@ -39,6 +39,7 @@ from tests.benchmarks import report, stream
 from tests.benchmarks.cold_start import cold_start_313
 from tests.benchmarks.deploy import IDLE, USERS, simulate
 from tests.benchmarks.history import history_figures
+from tests.benchmarks.objects import state_objects
 from tests.benchmarks.peer.torchserve import available
 from tests.benchmarks.startup import startup_with_users
 from tests.clients import HandlerClient
@@ -486,6 +487,8 @@ def main() -> None:
         ensure_table(client, "bench-history")
         s3, changes = (boto3.client(name, endpoint_url=dynamodb.endpoint) for name in ("s3", "dynamodbstreams"))
         history_figures(args.bundle, client, s3, changes, "bench-history")
+        report.section("States as objects", "a frame model's state in S3 against the same state in the item")
+        state_objects(client, s3, args.requests // 2, time_requests)
         report.section("Window mode", "a model trained on windows of 30 rows (LSTM 128, 20 features)")
         report.step("exporting it, then each engine and model.predict on a 10-row request")
         window = window_compute()
@@ -495,8 +498,8 @@ def main() -> None:
             "model.predict / LiteRT", f"{window['model.predict'] / window['LiteRT engine']:.1f}x",
             f"model.predict / TensorFlow engine {window['model.predict'] / window['TensorFlow engine']:.1f}x",
         )  # fmt: skip
-        report.step("exporting Conv1D -> Bidirectional(LSTM 64) -> GRU 64 on windows of 8 and of 128 rows")
-        for size in (8, 128):
+        report.step("exporting Conv1D -> Bidirectional(LSTM 64) -> GRU 64 on windows of 8, 128 and 1,000 rows")
+        for size in (8, 128, 1000):
             total, steps = export_time(size)
             slowest = max(steps, key=steps.__getitem__)
             report.figure(

@@ -70,6 +70,8 @@ def test_each_role_reaches_only_what_it_uses(translated):
     assert worker == {
         ("s3:ListBucket", bucket), ("s3:GetObject", json.dumps({"Fn::Sub": "${LogBucket.Arn}/log/*"})),
         ("dynamodb:BatchGetItem", table), ("dynamodb:GetItem", table), ("dynamodb:PutItem", table),
+        ("s3:GetObject", json.dumps({"Fn::Sub": "${StateBucket.Arn}/states/*"})),
+        ("s3:PutObject", json.dumps({"Fn::Sub": "${StateBucket.Arn}/states/*"})),
     }  # fmt: skip
     machine = statements(translated, "BootstrapStateMachineRole")
     resources = json.dumps(machine)
@@ -79,7 +81,7 @@ def test_each_role_reaches_only_what_it_uses(translated):
     assert invoke and all("BootstrapFunction" in json.dumps(s["Resource"]) for s in invoke)
     archive = {a for s in statements(translated, "ArchiveFunctionRole") for a in (
         s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}  # fmt: skip
-    assert archive == {"s3:PutObject", "sqs:SendMessage"}
+    assert archive == {"s3:PutObject", "s3:GetObject", "sqs:SendMessage"}
 
 
 def test_the_change_stream_is_archived_retried_until_it_drops_a_record_and_alarmed(translated):
@@ -95,10 +97,18 @@ def test_the_change_stream_is_archived_retried_until_it_drops_a_record_and_alarm
     assert resources["CompactFunctionDaily"]["Properties"]["ScheduleExpression"] == "rate(1 day)"
 
 
-def test_the_log_bucket_is_private_encrypted_and_tls_only(translated):
-    bucket = translated["Resources"]["LogBucket"]["Properties"]
-    assert all(bucket["PublicAccessBlockConfiguration"].values())
-    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-    assert rule == {"SSEAlgorithm": "aws:kms"}
-    (deny,) = translated["Resources"]["LogBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+def test_the_buckets_are_private_encrypted_and_tls_only(translated):
+    for name in ("LogBucket", "StateBucket"):
+        bucket = translated["Resources"][name]["Properties"]
+        assert all(bucket["PublicAccessBlockConfiguration"].values())
+        rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert rule == {"SSEAlgorithm": "aws:kms"}
+        (deny,) = translated["Resources"][f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"]
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_state_objects_expire_with_the_states_that_name_them(translated):
+    """An item names only objects its own writes made, and expires StateTtlDays after its last write: an object
+    that old is named by no live item."""
+    (rule,) = translated["Resources"]["StateBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert (rule["Prefix"], rule["ExpirationInDays"], rule["Status"]) == ("states/", {"Ref": "StateTtlDays"}, "Enabled")

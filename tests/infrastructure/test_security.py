@@ -56,14 +56,21 @@ def test_jwt_authorizer_checks_issuer_and_audience_and_the_handler_checks_the_su
     assert env["AUTH_MODE"] == {"Ref": "AuthMode"}
 
 
+STATE_OBJECTS = {"Fn::Sub": "${StateBucket.Arn}/states/*"}
+
+
 def test_function_role_reaches_only_its_own_table(translated):
+    """Its table's items, and the state objects of its bucket (states too large for an item)."""
     role = translated["Resources"]["PredictFunctionRole"]["Properties"]
     statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
-    assert statements
-    for statement in statements:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        assert set(actions) == TABLE_ACTIONS, actions
-        assert statement["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+    granted = {
+        (action, str(statement["Resource"]))
+        for statement in statements
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    }
+    assert granted == {(action, str({"Fn::GetAtt": ["StateTable", "Arn"]})) for action in TABLE_ACTIONS} | {
+        ("s3:GetObject", str(STATE_OBJECTS)), ("s3:PutObject", str(STATE_OBJECTS)),
+    }  # fmt: skip
     assert sorted(arn.rsplit("/", 1)[1] for arn in role["ManagedPolicyArns"]) == [
         "AWSLambdaBasicExecutionRole",
         "AWSXrayWriteOnlyAccess",

@@ -72,6 +72,7 @@ def test_stream_function_role_reaches_only_what_it_uses(translated):
                                              "GetShardIterator", "ListShards")),
         ("kinesis:ListStreams", "*"),
         *((f"dynamodb:{a}", table) for a in ("BatchGetItem", "GetItem", "PutItem")),
+        *((f"s3:{a}", str({"Fn::Sub": "${StateBucket.Arn}/states/*"})) for a in ("GetObject", "PutObject")),
         ("sqs:SendMessage", str({"Fn::GetAtt": ["StreamFailureQueue", "Arn"]})),
         ("kinesis:PutRecords", str({"Fn::GetAtt": ["AnswersStream", "Arn"]})),
         ("logs:CreateLogStream", str({"Fn::GetAtt": ["StreamFunctionLogGroup", "Arn"]})),

@@ -19,6 +19,9 @@ MODES = {
     "keras20_gru_tokens": ("carry", None, "tokens"),
     "savedmodel_stateful_tokens": ("carry", None, "tokens"),
     "savedmodel_window": ("window", 12, "features"),
+    "keras204_dropout_gru_tokens": ("window", 500, "tokens"),
+    "keras212_spatial_dropout_tokens": ("window", 17, "tokens"),
+    "keras224_long_bidirectional": ("window", 905, "features"),
 }
 
 

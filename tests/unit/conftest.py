@@ -16,6 +16,7 @@ from carryover.composition import build_service, lifetimes
 from carryover.config import Settings
 from carryover.http.lambda_handler import create_lambda_handler
 from carryover.store import StateStore
+from carryover.store.blobs import BlobStore, S3Blobs, resolve
 from carryover.store.dynamodb import DynamoDBStateStore, utc_now
 from carryover.store.item import Item
 from carryover.store.sqlite import SQLiteStateStore
@@ -93,16 +94,44 @@ class Backend:
     lost_answer: Callable[..., LostAnswer]
 
 
-@pytest.fixture(params=["dynamodb", "sqlite"])
+class ObjectItems(DynamoDBItems):
+    """A table's items with their state objects read back in (`store/blobs.py`), as the store reads them."""
+
+    def __init__(self, client: Any, table: str, blobs: BlobStore) -> None:
+        super().__init__(client, table)
+        self.blobs = blobs
+
+    def get(self, user: str, model: str = MODEL) -> Item | None:
+        found = super().get(user, model)
+        return None if found is None else resolve(found, self.blobs)
+
+
+@pytest.fixture(params=["dynamodb", "sqlite", "objects"])
 def backend(
     request: pytest.FixtureRequest, bundled: Callable[[str], Bundled], model_key: str, tmp_path: Path
 ) -> Iterator[Backend]:
-    if request.param == "dynamodb":
+    """A store under test: DynamoDB (moto), SQLite, or DynamoDB keeping every state as an object in S3 (moto's),
+    as it keeps states too large for an item."""
+    if request.param in ("dynamodb", "objects"):
         client = request.getfixturevalue("dynamodb")
+        items: DynamoDBItems = DynamoDBItems(client, TABLE)
+        make = request.getfixturevalue("make_client")
+        if request.param == "objects":
+            s3 = boto3.client("s3")
+            s3.create_bucket(Bucket="states")
+            blobs = S3Blobs(s3, "states")
+            items = ObjectItems(client, TABLE, blobs)
+
+            def in_objects(settings: Settings, model: str, clock: Any, given: Any) -> StateStore:
+                kept = DynamoDBStateStore(given or client, TABLE, model, lifetimes(settings), clock)
+                kept.keep_states_in(blobs, always=True)
+                return kept
+
+            make = _maker(bundled, model_key, in_objects)
         yield Backend(
-            "dynamodb",
-            request.getfixturevalue("make_client"),
-            DynamoDBItems(client, TABLE),
+            request.param,
+            make,
+            items,
             DynamoDBStateStore,
             lambda meanwhile=lambda: None, times=1: DynamoDBLostAnswer(client, meanwhile, times),
         )
@@ -114,8 +143,8 @@ def backend(
         return opened[-1]
 
     yield Backend("sqlite", _maker(bundled, model_key, sqlite), SQLiteItems(path), SQLiteStateStore, SQLiteLostAnswer)
-    for store in opened:
-        store.close()
+    for opened_store in opened:
+        opened_store.close()
 
 
 def raw_item(dynamodb: Any, user: str, model: str = MODEL) -> Item | None:

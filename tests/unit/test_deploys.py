@@ -11,8 +11,9 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import boto3
 import keras
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from carryover.config import ConfigurationError, Settings
 from carryover.http.lambda_handler import create_lambda_handler
 from carryover.manifest import Manifest
 from carryover.modes import MODES
+from carryover.store.blobs import S3Blobs
 from carryover.store.codec import from_json
 from carryover.store.dynamodb import DynamoDBStateStore, dynamodb_client
 from infra.local.server import LocalContext
@@ -32,6 +34,7 @@ from tests.clients import HandlerClient
 from tests.dynamodb_server import DynamoDBServer
 from tests.scenarios import assert_matches
 from tests.stores import DynamoDBItems
+from tests.unit.conftest import ObjectItems
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "items"
 
@@ -92,8 +95,17 @@ def table() -> Any:
     server = DynamoDBServer().start()
     found = DynamoDBItems(dynamodb_client(server.endpoint), f"deploys-{uuid.uuid4().hex[:8]}")
     ensure_table(found.client, found.table)
+    found.endpoint = server.endpoint  # type: ignore[attr-defined]
     yield found
     server.stop()
+
+
+def keeping_objects(table: DynamoDBItems) -> ObjectItems:
+    """The same table, its states kept as objects in an S3 bucket on the same server (as states too large for an
+    item are)."""
+    s3 = cast(Any, boto3.client)("s3", endpoint_url=table.endpoint)  # type: ignore[attr-defined]
+    s3.create_bucket(Bucket="states")
+    return ObjectItems(table.client, table.table, S3Blobs(s3, "states"))
 
 
 def handler(bundle: Path, table: Any, engine: str = "litert", clock: Any = None, **environ: str) -> HandlerClient:
@@ -103,6 +115,8 @@ def handler(bundle: Path, table: Any, engine: str = "litert", clock: Any = None,
     loaded = ModelBundle.load(bundle, engine)
     client = table.client if isinstance(table, DynamoDBItems) else table
     store = DynamoDBStateStore(client, name, loaded.manifest.name, lifetimes(settings), clock or _now)
+    if isinstance(table, ObjectItems):
+        store.keep_states_in(table.blobs, always=True)
     return HandlerClient(
         create_lambda_handler(build_service(settings, loaded, store=store, clock=clock or _now), settings)
     )
@@ -125,12 +139,14 @@ def test_the_exporter_keeps_the_next_model_beside_the_one_that_answers(bundles):
     ]
 
 
-@pytest.mark.parametrize("engine", ["litert", "tensorflow"])
-def test_both_steps_of_a_rollout_serving_at_once_keep_both_versions_exact(bundles, table, engine):
+@pytest.mark.parametrize(("engine", "objects"), [("litert", False), ("tensorflow", False), ("litert", True)])
+def test_both_steps_of_a_rollout_serving_at_once_keep_both_versions_exact(bundles, table, engine, objects):
     """Instances of (old, next = new) and (new, previous = old) serve 8 users from 16 threads, at random, then the
     rollout is rolled back to (old, next = new) alone: every answer is its version run over all the rows the user
-    sent, in the order the answers' steps report, and so is each version's saved state."""
+    sent, in the order the answers' steps report, and so is each version's saved state; also with every state
+    kept as an object in S3, as states too large for an item are."""
     root, versions = bundles["root"], bundles["versions"]
+    table = keeping_objects(table) if objects else table
     kinds = {kind: handler(root / kind, table, engine) for kind in ("old+next", "new+previous")}
     rng, lock = np.random.default_rng(7), threading.Lock()
     users = [f"u{i}" for i in range(8)]

@@ -6,10 +6,14 @@ import keras
 import numpy as np
 import pytest
 
+from carryover.bundle import ModelBundle
+from carryover.composition import build_store
+from carryover.config import ConfigurationError, Settings
 from carryover.keras_model.carry import CarryGraph
 from carryover.keras_model.read import content_hash
 from carryover.manifest import Manifest
-from layers.exporter.export import ExportFailed, export
+from layers.exporter.export import ExportFailed, export, state_home
+from tests.conftest import SMALL_BUNDLE
 from tests.models import seed
 
 
@@ -136,14 +140,19 @@ def test_bidirectional_on_a_free_time_dimension_says_to_use_window_mode(tmp_path
     assert "backwards in time" in str(raised.value) and "MODE=window WINDOW=n" in str(raised.value)
 
 
-def test_a_state_too_large_for_a_dynamodb_item_is_refused_at_export_naming_the_limit(tmp_path):
-    """A window of 13,000 rows of 8 features is 416,000 bytes a user: refused before anything is converted."""
+def test_a_state_too_large_for_a_dynamodb_item_is_kept_as_an_object_and_the_export_says_so(tmp_path):
+    """A window of 13,000 rows of 8 features is 416,000 bytes a user: exported, the export naming the size and where
+    it lives; a stack without a bucket to keep it in refuses to start, in one line saying what to set."""
     inputs = keras.layers.Input(shape=(13_000, 8), name="rows")
     pooled = keras.layers.GlobalAveragePooling1D(name="pool")(inputs)
     source = tmp_path / "long-window.keras"
     keras.Model(inputs, keras.layers.Dense(1, name="out")(pooled)).save(source)
-    with pytest.raises(ExportFailed) as raised:
-        export(source, tmp_path / "bundle", sequences=1)
-    message = str(raised.value)
-    assert "\n" not in message and "416,000 bytes" in message and "409,600 bytes" in message
-    assert "WINDOW=" in message and not (tmp_path / "bundle").exists()
+    manifest = export(source, tmp_path / "bundle", sequences=1).manifest
+    said = state_home(manifest)
+    assert "416,000 bytes" in said and "409,600 bytes" in said and "kept as an object" in said
+    assert "kept in the DynamoDB item" in state_home(Manifest.read(SMALL_BUNDLE))
+    bundle = ModelBundle.load(tmp_path / "bundle", "litert")
+    settings = Settings.from_env({"TABLE_NAME": "states", "MODEL_BUNDLE": str(tmp_path / "bundle")})
+    with pytest.raises(ConfigurationError) as raised:
+        build_store(settings, bundle, client=object())  # type: ignore[arg-type]
+    assert "\n" not in str(raised.value) and "set STATE_BUCKET" in str(raised.value)

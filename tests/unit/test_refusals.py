@@ -17,7 +17,8 @@ from layers.exporter.export import ExportFailed, export
 from tests.legacy_files import write_function_savedmodel, write_keras1_h5
 
 L = tf_keras.layers
-INTERNALS = ("Traceback", 'File "', "in user code", "site-packages", ".py:", "loc(", "<unknown>", "Error:", "\n")
+INTERNALS = ("Traceback", 'File "', "in user code", "site-packages", ".py:", "loc(", "<unknown>", "Error:", "\n",
+             "Tensor(", "dtype=", "%")  # fmt: skip
 
 
 def keras2_h5(path: Path, *layers: tf_keras.layers.Layer, shape: tuple[int | None, ...] = (None, 4)) -> Path:
@@ -149,3 +150,27 @@ def test_every_refusal_is_one_line_of_ours(tmp_path, name, build, words):
     assert [part for part in INTERNALS if part in message] == [], message
     assert len(message) < 400, message
     assert not (tmp_path / "bundle").exists()
+
+
+def test_a_converter_failure_is_one_line_of_ours_naming_the_layer(tmp_path, monkeypatch):
+    """Whatever the converter says (here what it said of a seed generator's resource tensor, with its MLIR
+    locations), the refusal is one line of ours naming the layer, no internal tensor, op dump or MLIR text."""
+    said = (
+        '<unknown>:0: error: loc(callsite(fused["ReadVariableOp:", "functional/gru/ReadVariableOp@__inference_run_42"] '
+        'at fused["StatefulPartitionedCall:", "StatefulPartitionedCall"])): Internal Tensor = Tensor("2521:0", '
+        'shape=(), dtype=resource)\n<unknown>:0: note: %0 = "tf.ReadVariableOp"(%arg0) : (tensor<!tf_type.resource>)'
+    )
+
+    class Refusing:  # the converter as from_saved_model gives it, failing as it did
+        def convert(self) -> bytes:
+            raise RuntimeError(said)
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", lambda *_, **__: Refusing())
+    source = keras3(tmp_path / "window.keras", keras.layers.GRU(3, name="gru"), keras.layers.Dense(2), shape=(6, 4))
+    with pytest.raises(ExportFailed) as raised:
+        export(source, tmp_path / "bundle", sequences=1)
+    message = str(raised.value)
+    assert message.startswith(f"{source}: a Keras 3"), message
+    assert "LiteRT cannot convert the model (in layer 'gru')" in message, message
+    assert [part for part in INTERNALS if part in message] == [], message
+    assert "resource" not in message and len(message) < 400 and not (tmp_path / "bundle").exists()

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carryover.archive.layout import INCOMING, put_lines
 from carryover.observability import add_metric, logger, with_metrics
+from carryover.store.blobs import BlobStore, resolve
 from carryover.store.codec import from_json
 from carryover.store.log import entry_of, to_line
 
@@ -24,15 +25,17 @@ ArchiveHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
 class Archiver:
-    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
-        self._client, self._bucket, self._prefix = client, bucket, prefix
+    """`blobs`: where the store keeps objects (the rows of a write whose states are kept as objects)."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str, blobs: BlobStore | None = None) -> None:
+        self._client, self._bucket, self._prefix, self._blobs = client, bucket, prefix, blobs
 
     def archive(self, event: dict[str, Any]) -> int:
         """Writes the batch's log lines as one object; returns how many lines."""
         found_lines = []
         for record in DynamoDBStreamEvent(event).records:
             image = (record.get("dynamodb") or {}).get("NewImage")
-            found = entry_of(from_json(json.dumps(image))) if image else None
+            found = entry_of(resolve(from_json(json.dumps(image)), self._blobs)) if image else None
             if found is not None:
                 found_lines.append(to_line(*found))
         if found_lines:

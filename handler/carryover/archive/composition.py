@@ -13,6 +13,7 @@ from carryover.archive.archiver import ArchiveHandler, Archiver, create_archive_
 from carryover.archive.compaction import compact
 from carryover.config import ConfigurationError, Settings
 from carryover.observability import logger
+from carryover.store.blobs import S3Blobs
 
 
 def _bucket(settings: Settings) -> str:
@@ -28,7 +29,9 @@ def _s3() -> Any:
 
 
 def build_archive_handler(settings: Settings) -> ArchiveHandler:
-    return create_archive_handler(Archiver(_s3(), _bucket(settings), settings.log_prefix))
+    s3 = _s3()
+    blobs = S3Blobs(s3, settings.state_bucket) if settings.state_bucket else None
+    return create_archive_handler(Archiver(s3, _bucket(settings), settings.log_prefix, blobs))
 
 
 def build_compact_handler(settings: Settings) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:

@@ -15,5 +15,5 @@ def build_bulk_handler(settings: Settings, clock: Clock = utc_now) -> BulkHandle
     from botocore.session import Session
 
     bundle = ModelBundle.load(settings.model_bundle, settings.engine)
-    store = build_store(settings, bundle, clock=clock)
+    store = build_store(settings, bundle, clock=clock, logged_rows=True)
     return create_bulk_handler(bundle, store, Session().create_client("s3"), settings, clock)

@@ -124,7 +124,8 @@ class LiteRTEngine(Batched):
 
 class LiteRTWindowEngine(Batched):
     """Window mode: each thread's interpreter is resized when a call brings another number of windows; the
-    windows of every sequence of a call run in one batch."""
+    windows of every sequence of a call run in one batch (a long window's graph, which loops over time, takes one
+    window a call)."""
 
     name = "litert"
 
@@ -141,13 +142,16 @@ class LiteRTWindowEngine(Batched):
     def run_many(self, inputs: Sequence[np.ndarray], states: Sequence[list[np.ndarray]]) -> list[EngineResult]:
         windows, buffers, ends = slide_many(inputs, states, self._window)
         bound = self._interpreters.get()
+        batches = [windows] if bound.batch_free else [windows[i : i + 1] for i in range(len(windows))]
+        answers = [self._invoke(bound, batch) for batch in batches]
+        outputs = {name: np.concatenate([answer[name] for answer in answers]) for name in self._names}
+        return split_windows(outputs, buffers, ends)
+
+    def _invoke(self, bound: _Bound, windows: np.ndarray) -> dict[str, np.ndarray]:
         interpreter, x_id = bound.interpreter, bound.inputs["x"]
         if tuple(interpreter.get_tensor(x_id).shape) != windows.shape:
             interpreter.resize_tensor_input(x_id, list(windows.shape))
             interpreter.allocate_tensors()
         interpreter.set_tensor(x_id, windows)
         interpreter.invoke()
-        outputs = {
-            name: interpreter.get_tensor(bound.outputs[f"output_{i}"]).copy() for i, name in enumerate(self._names)
-        }
-        return split_windows(outputs, buffers, ends)
+        return {name: interpreter.get_tensor(bound.outputs[f"output_{i}"]).copy() for i, name in enumerate(self._names)}

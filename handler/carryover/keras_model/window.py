@@ -16,18 +16,36 @@ from carryover.manifest import InputSpec, StateSpec
 # The reference runs the windows of all its sequences together, at most this many timesteps (windows times the
 # window's length) a call, which bounds a call's memory.
 TIMESTEPS_PER_CALL = 1 << 16
+# Windows of at most this many rows are unrolled for LiteRT (a batch of windows a call: fastest to serve, but the
+# graph, its export time and its size grow with the window); longer ones loop over time (one window a call:
+# export time and size that do not grow with the window).
+UNROLL_MOST = 64
+RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+# Layers that act only in training; at inference they pass their input on, and must not reach the converted graph
+# (nor the seed generators Keras 3 makes for them): their rates are set to nothing.
+TRAINING_ONLY = {"Dropout": "rate", "SpatialDropout1D": "rate", "SpatialDropout2D": "rate",
+                 "SpatialDropout3D": "rate", "GaussianDropout": "rate", "AlphaDropout": "rate",
+                 "GaussianNoise": "stddev"}  # fmt: skip
 
 
-def _unroll(config: Any) -> None:
-    """Every recurrent layer in a model config (wrapped ones too) set to unroll."""
-    if isinstance(config, dict):
-        if config.get("class_name") in ("LSTM", "GRU", "SimpleRNN"):
-            config["config"]["unroll"] = True
-        for value in config.values():
-            _unroll(value)
-    elif isinstance(config, list):
-        for value in config:
-            _unroll(value)
+def _for_inference(unroll: bool) -> Any:
+    """An edit of a model config: training-only noise off everywhere (wrapped layers too), recurrent layers unrolled
+    when `unroll`."""
+
+    def edit(config: Any) -> None:
+        if isinstance(config, dict):
+            name, fields = config.get("class_name"), config.get("config")
+            if name in RECURRENT and isinstance(fields, dict):
+                fields.update(dropout=0.0, recurrent_dropout=0.0, unroll=unroll)
+            elif name in TRAINING_ONLY and isinstance(fields, dict):
+                fields[TRAINING_ONLY[name]] = 0.0
+            for value in config.values():
+                edit(value)
+        elif isinstance(config, list):
+            for value in config:
+                edit(value)
+
+    return edit
 
 
 class WindowGraph:
@@ -42,6 +60,7 @@ class WindowGraph:
         found = prediction_outputs(model)
         self.outputs = [(spec.model_copy(update={"per_timestep": True}), position) for spec, position in found]
         self._last_step = [spec.per_timestep for spec, _ in found]  # a per-timestep output answers with its last row
+        self._graph_calls: dict[int, Any] = {}
 
     @property
     def input_spec(self) -> InputSpec:
@@ -60,21 +79,33 @@ class WindowGraph:
         return [value[:, -1] if last else value for value, last in zip(picked, self._last_step, strict=True)]
 
     def litert_module(self) -> Any:
-        """The whole model over a batch of windows, as a tf.Module's `serve`: (x) -> {output_i}, x being
-        (n, window, features) and each output (n, units). A window's length is fixed, so recurrent layers are
-        unrolled (same weights): LiteRT then needs no loop over time, and n can vary from call to call."""
+        """The whole model over windows, as a tf.Module's `serve`: (x) -> {output_i}, x being (n, window, features)
+        and each output (n, units), the same weights without training-only noise. A window of at most
+        UNROLL_MOST rows is unrolled: LiteRT needs no loop over time, and n can vary from call to call. A longer one
+        loops over time, one window a call (n = 1: LiteRT's loop needs its shapes fixed)."""
         import tensorflow as tf
 
-        unrolled = twin(self.model, _unroll)
-        signature = [tf.TensorSpec((None, self.window, self.input_spec.features), tf.float32, name="x")]
+        unroll = self.window <= UNROLL_MOST
+        served = twin(self.model, _for_inference(unroll))
+        shape = (None if unroll else 1, self.window, self.input_spec.features)
+        signature = [tf.TensorSpec(shape, tf.float32, name="x")]
 
         def run(windows: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {f"output_{i}": value for i, value in enumerate(self.call(windows, unrolled))}
+            return {f"output_{i}": value for i, value in enumerate(self.call(windows, served))}
 
         module = tf.Module()
-        module.weights = tracked_weights([unrolled])
+        module.weights = tracked_weights([served])
         module.serve = tf.function(run, input_signature=signature)
         return module
+
+    def _graph_call(self, model: Any) -> Any:
+        """`model` on a batch of windows as one graph of its own ops, traced once per model: Keras run eagerly goes
+        through a recurrent layer's loop over time op by op, too slow for long windows."""
+        import tensorflow as tf
+
+        if id(model) not in self._graph_calls:
+            self._graph_calls[id(model)] = tf.function(lambda batch: self.call(batch, model), reduce_retracing=True)
+        return self._graph_calls[id(model)]
 
     def reference(self, model: Any, sequence: np.ndarray) -> dict[str, np.ndarray]:
         """What `model` gives on each timestep's window of `sequence`, padded as `pad_sequences` pads."""
@@ -93,8 +124,9 @@ class WindowGraph:
             ]
         )
         per_call = max(1, TIMESTEPS_PER_CALL // self.window)
+        graph_call = self._graph_call(model)
         calls = [
-            [np.asarray(value) for value in self.call(windows[start : start + per_call], model)]
+            [np.asarray(value) for value in graph_call(windows[start : start + per_call])]
             for start in range(0, len(windows), per_call)
         ]
         joined = [np.concatenate(parts) for parts in zip(*calls, strict=True)]

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
+from carryover.store.blobs import BlobStore, offload, resolve
 from carryover.store.codec import GUARD_ATTRIBUTES, encode, item_key, parse
 from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Item, Lifetimes, Stored, Write, successor
 
@@ -40,10 +41,22 @@ class StateStore(ABC):
 
     def __init__(self, model_name: str, lifetimes: Lifetimes, clock: Clock) -> None:
         self._model, self._lifetimes, self._clock = model_name, lifetimes, clock
+        self._blobs: BlobStore | None = None  # where state blobs go when the item cannot hold them (`blobs.py`)
+        self._offloads = False
+        self._logged_rows = True
+
+    def keep_states_in(self, blobs: BlobStore, always: bool, logged_rows: bool = False) -> None:
+        """Items naming state objects are read from `blobs`; with `always`, every write keeps its states there. The
+        rows a write logged, when kept as an object, are fetched only with `logged_rows` (the bootstrap reads them;
+        a request never does: the item read for it lacks them)."""
+        self._blobs, self._offloads, self._logged_rows = blobs, always, logged_rows
+
+    def _parsed(self, item: Item | None, now: datetime) -> Stored:
+        return parse(None if item is None else resolve(item, self._blobs, self._logged_rows), now)
 
     def load(self, user_id: str) -> Stored:
         """The user's item as the store holds it now (strongly consistent)."""
-        return parse(self._get(user_id), self._clock())
+        return self._parsed(self._get(user_id), self._clock())
 
     def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
         """Every user's item as `load` reads it, in as few reads as the store allows (strongly consistent)."""
@@ -51,7 +64,7 @@ class StateStore(ABC):
             return {user_ids[0]: self.load(user_ids[0])}
         found = self._get_many(user_ids) if user_ids else {}
         now = self._clock()
-        return {user_id: parse(found.get(user_id), now) for user_id in user_ids}
+        return {user_id: self._parsed(found.get(user_id), now) for user_id in user_ids}
 
     def save(self, user_id: str, write: Write, read: Stored) -> Attempt:
         """Writes `write` on top of `read` if the item is still as `read` left it; raises WriteConflict if not."""
@@ -59,14 +72,17 @@ class StateStore(ABC):
         item = successor(read, write, write_id, self._clock(), self._lifetimes)
         attempt = Attempt(write_id, item.revision)
         condition = None if isinstance(read, Absent) else read.guard
-        self._put(user_id, encode(item_key(user_id, self._model), item), condition, attempt)
+        encoded = encode(item_key(user_id, self._model), item)
+        if self._offloads and self._blobs is not None:
+            offload(encoded, self._blobs)  # the objects first: the item, written next, is the commit point
+        self._put(user_id, encoded, condition, attempt)
         return attempt
 
     def scan(self) -> Iterator[tuple[str, Stored]]:
         """Every user's item of this model (a bulk read: for export, not for serving)."""
         now = self._clock()
         for user_id, item in self._scan():
-            yield user_id, parse(item, now)
+            yield user_id, self._parsed(item, now)
 
     @abstractmethod
     def _scan(self) -> Iterator[tuple[str, Item]]:

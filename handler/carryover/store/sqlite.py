@@ -32,6 +32,7 @@ from carryover.core.history import LogEntry, RowLog
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
 from carryover.store import StateStore, WriteConflict, guard
+from carryover.store.blobs import BlobStore, resolve
 from carryover.store.codec import TTL_ATTRIBUTE, epoch, from_json, parse, to_json
 from carryover.store.item import Attempt, Item, Lifetimes, landed
 from carryover.store.log import entry_of, from_line, to_line
@@ -47,6 +48,11 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (user_id, model)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_by_expiry ON items (expires_at);
+CREATE TABLE IF NOT EXISTS blobs (
+    key TEXT PRIMARY KEY,        -- a state kept as an object (`blobs.py`): its SHA-256
+    data BLOB NOT NULL,
+    created INTEGER NOT NULL     -- epoch seconds: the hourly sweep removes it past the state's TTL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
     user_id TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -237,7 +243,7 @@ class SQLiteStateStore(StateStore):
 
     def _log(self, key: tuple[str, str], item: Item) -> None:
         """The write's log entry, in its transaction: its rows; a deletion removes the user's entries at once."""
-        found = entry_of(item)
+        found = entry_of(resolve(item, self._blobs))  # rows kept as objects: committed before this transaction
         if found is None:
             return
         model, entry = found
@@ -250,8 +256,12 @@ class SQLiteStateStore(StateStore):
         )
 
     def _sweep(self) -> None:
-        """Removes the items past their TTL, as DynamoDB's TTL does (there, within days; here, within the hour)."""
-        self._writer.execute("DELETE FROM items WHERE expires_at < ?", (epoch(self._clock()),))
+        """Removes the items past their TTL, as DynamoDB's TTL does (there, within days; here, within the hour),
+        and the state objects older than the state's TTL, as the state bucket's lifecycle rule does."""
+        now = epoch(self._clock())
+        self._writer.execute("DELETE FROM items WHERE expires_at < ?", (now,))
+        oldest = now - int(self._lifetimes.state_ttl.total_seconds())
+        self._writer.execute("DELETE FROM blobs WHERE created < ?", (oldest,))
         self._swept = time.monotonic()
 
 
@@ -289,3 +299,35 @@ class SQLiteLog(RowLog):
                 for user, line in rows:
                     found[user].append(from_line(line)[1])
         return found
+
+
+class SQLiteBlobs(BlobStore):
+    """State objects in the local store's file (`blobs` table), each committed before the item that names it."""
+
+    def __init__(self, path: Path, clock: Callable[[], datetime], busy_timeout_s: float = 5.0) -> None:
+        self._path, self._clock, self._busy_timeout_s = path, clock, busy_timeout_s
+
+    @contextmanager
+    def _connected(self, operation: str) -> Iterator[sqlite3.Connection]:
+        try:
+            connection = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
+            try:
+                yield connection
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            logger.warning("state objects unavailable", extra={"operation": operation, "cause": str(error)})
+            raise StoreUnavailable(str(error)) from error
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._connected("put blob") as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO blobs (key, data, created) VALUES (?, ?, ?)", (key, data, epoch(self._clock()))
+            )
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        unique = list(dict.fromkeys(keys))
+        marks = ", ".join("?" * len(unique))
+        with self._connected("get blobs") as connection:
+            rows = connection.execute(f"SELECT key, data FROM blobs WHERE key IN ({marks})", unique)  # placeholders
+            return {key: bytes(data) for key, data in rows}

@@ -266,3 +266,28 @@ def test_write_cost_of_a_key_is_at_most_one_unit(backend):
                 costs[name].append(write_units(before, backend.items.saved(user)))
         assert len(json.dumps(reply.body)) <= 1024
         assert all(k - p <= 1 for k, p in zip(costs["keyed"], costs["plain"], strict=True)), costs
+
+
+def test_a_crash_between_the_state_object_and_the_item_applies_once(backend, monkeypatch):
+    """States kept as objects (as states too large for an item are): the object is written first, then the
+    conditional write of the item that names it. Dying between the two leaves an object nothing names; the retry
+    applies the request once, answering what applying it once answers."""
+    if backend.name != "objects":
+        pytest.skip("states kept as objects only")
+    client = backend.make_client()
+    inputs = rows(4, seed=11)
+    put = backend.store_class._put
+
+    def dies_before_the_item(self, *args, **kwargs):
+        raise SystemExit("the Lambda instance died between the object and the item")
+
+    monkeypatch.setattr(backend.store_class, "_put", dies_before_the_item)
+    with pytest.raises(SystemExit):
+        predict(client, inputs, key="between")
+    monkeypatch.setattr(backend.store_class, "_put", put)
+    assert backend.items.get(USER) is None  # the item never was: nothing applied
+    retried = predict(client, inputs, key="between")
+    assert retried.status == 200 and "idempotent-replayed" not in retried.headers
+    assert retried.body["steps"] == 4 and client.state(USER).body["steps"] == 4
+    assert retried.body["outputs"] == predict(client, inputs, user="once").body["outputs"]
+    assert predict(client, inputs, key="between").headers["idempotent-replayed"] == "true"

@@ -24,6 +24,7 @@ from carryover.bundle import ModelBundle
 from carryover.composition import lifetimes
 from carryover.core.history import RowLog, history, ordered
 from carryover.store import StateStore
+from carryover.store.blobs import S3Blobs
 from carryover.store.dynamodb import DynamoDBStateStore, utc_now
 from carryover.store.item import Live
 from carryover.store.sqlite import SQLiteLog, SQLiteStateStore
@@ -146,18 +147,32 @@ def with_next(small, root: Path) -> Path:
     return bundle
 
 
-def test_the_worker_bootstraps_a_distributed_map_childs_batch_of_partitions(small, dynamodb, s3, tmp_path):
+def _stores(small: Any, dynamodb: Any, s3: Any, objects: bool) -> tuple[StateStore, StateStore]:
+    """The request path's store and the bootstrap's, on one table (`objects`: every state and logged run kept as
+    an object in S3, which only the bootstrap's reads fetch the rows of)."""
+    settings = settings_for(small, {})
+    serving, bootstrap = (DynamoDBStateStore(dynamodb, TABLE, small.manifest.name, lifetimes(settings)) for _ in "ab")
+    if objects:
+        s3.create_bucket(Bucket="states")
+        serving.keep_states_in(S3Blobs(s3, "states"), always=True)
+        bootstrap.keep_states_in(S3Blobs(s3, "states"), always=True, logged_rows=True)
+    return serving, bootstrap
+
+
+@pytest.mark.parametrize("objects", [False, True], ids=["in-items", "in-objects"])
+def test_the_worker_bootstraps_a_distributed_map_childs_batch_of_partitions(small, dynamodb, s3, tmp_path, objects):
     """Invoked with the event a Distributed Map child receives from its item batcher: the next version's state over
     each user's whole history, for the users of its partitions; an active user's newest write, not in the log yet,
-    caught up from the item."""
+    caught up from the item (its rows fetched from their object when kept as one)."""
     settings = settings_for(small, {})
-    store = DynamoDBStateStore(dynamodb, TABLE, small.manifest.name, lifetimes(settings))
-    http = streams.ways_in(small, "litert", store, settings, streams.Sinks.create(boto3)).http
+    serving, store = _stores(small, dynamodb, s3, objects)
+    http = streams.ways_in(small, "litert", serving, settings, streams.Sinks.create(boto3)).http
     users = [f"user-{index}" for index in range(6)]
     for index, user in enumerate(users):
         for chunk in range(3):
             http.predict(user, rows(1 + chunk, 10 * index + chunk))
-    Archiver(s3, BUCKET, PREFIX).archive(change_event(dynamodb, boto3.client("dynamodbstreams"), TABLE))
+    blobs = S3Blobs(s3, "states") if objects else None
+    Archiver(s3, BUCKET, PREFIX, blobs).archive(change_event(dynamodb, boto3.client("dynamodbstreams"), TABLE))
     http.predict("user-0", rows(2, 99))  # written after the log was read: active during the bootstrap
     bundle = ModelBundle.load(with_next(small, tmp_path), "litert")
     handler = create_bulk_handler(bundle, store, s3, settings, utc_now)
@@ -173,3 +188,18 @@ def test_the_worker_bootstraps_a_distributed_map_childs_batch_of_partitions(smal
         difference = np.frombuffer(answering.blob, np.float32) - np.frombuffer(bootstrapped.blob, np.float32)
         assert float(np.abs(difference).max()) <= 1e-5  # the same model over the same rows, chunked or not
     assert handler(event, cast(Any, LocalContext("again")))["users"] == {"current": 6}  # run again: nothing to do
+
+
+def test_a_request_reads_its_state_object_but_never_the_rows_logged_beside_it(small, dynamodb, s3):
+    """States kept as objects with the row log on: each write puts the state and the rows it logged; a request
+    reads back the state alone (the rows are for the archiver and the bootstrap)."""
+    serving, _ = _stores(small, dynamodb, s3, objects=True)
+    calls = {"GetObject": 0, "PutObject": 0}
+    for name in calls:
+        s3.meta.events.register(
+            f"before-call.s3.{name}", lambda name=name, **_: calls.__setitem__(name, calls[name] + 1)
+        )
+    http = streams.ways_in(small, "litert", serving, settings_for(small, {}), streams.Sinks.create(boto3)).http
+    for index in range(5):
+        assert http.predict("reader", rows(2, index)).status == 200
+    assert calls == {"GetObject": 4, "PutObject": 10}  # the first request found no item
