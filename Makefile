@@ -10,7 +10,11 @@ CHECKOV_VENV := .venv-checkov
 BUILD ?= .build
 DEMO_MODEL := $(BUILD)/demo.keras
 MODEL ?= $(DEMO_MODEL)
-BUNDLE ?= $(BUILD)/bundle
+# Each model source (the model, how it is served, its companion) is exported once into a bundle of its own under
+# $(BUILD)/bundles/; $(SERVED) points at the one `make model` made or found last: what the bulk jobs serve.
+BUNDLE ?= $(BUILD)/bundles/$(SOURCE_KEY)
+SERVED := $(BUILD)/bundle
+SERVING = $(if $(filter file,$(origin BUNDLE)),$(SERVED),$(BUNDLE))  # what make run serves: BUNDLE=... if given
 PORT ?= 3000
 # What an export depends on: the bundle is rebuilt only when the model, its path or one of these changed.
 EXPORTER := $(wildcard layers/exporter/*.py handler/carryover/engine/*.py handler/carryover/keras_model/*.py) \
@@ -34,9 +38,12 @@ help:
 	@echo "make bench        measure latency, compute, cold start and DynamoDB cost on the bundle"
 	@echo "make bench-peer   carryover vs TorchServe 0.12.0 stateful inference, same model, side by side"
 	@echo "make build        sam build: the Lambda zip and its layers, into .aws-sam/build"
+	@echo "make invoke      sam local invoke PredictFunction on the build (needs Docker): EVENT=events/predict.json"
+	@echo "                  DYNAMODB_ENDPOINT=http://...: the DynamoDB holding the state (table TABLE_NAME, carryover-local)"
 	@echo "make deploy       check AWS credentials and region, build, then sam deploy (guided the first time)"
 	@echo "make smoke URL=…  call a deployed API with the client, signed with your AWS credentials (REGION=...)"
-	@echo "make example      stream a sequence through the local API and chart it (.build/stream.png; OUT=...)"
+	@echo "make example      stream a sequence through the local API and chart it (.build/stream.png; OUT=...;"
+	@echo "                  URL=http://127.0.0.1:$(PORT): through an API already running, such as make run's)"
 	@echo "make clean-state  forget every user's state kept by the local API (.build/state.sqlite3)"
 	@echo "make bootstrap MODEL=new.keras   the new version's state for every user, over their whole history"
 	@echo "                  (the row log); STACK=name: the deployed stack's bootstrap (Step Functions), followed"
@@ -85,18 +92,23 @@ endif
 # SEQUENCES=n: how many random chunked sequences the export verifies each engine on (default 50).
 COMPANION := $(or $(NEXT),$(PREVIOUS))
 SOURCE := $(abspath $(MODEL)) $(MODE) $(WINDOW) next=$(abspath $(NEXT)) previous=$(abspath $(PREVIOUS))
-$(BUILD)/model-source: FORCE
-	@mkdir -p $(BUILD); echo "$(SOURCE)" | cmp -s - $@ || echo "$(SOURCE)" > $@
+SOURCE_KEY := $(shell key=$$(printf '%s' '$(SOURCE)' | { sha256sum || shasum -a 256; } 2>/dev/null); echo "$${key:0:16}")
+$(BUNDLE).source: FORCE
+	@mkdir -p $(dir $(BUNDLE)); echo "$(SOURCE)" | cmp -s - $@ || echo "$(SOURCE)" > $@
 
 # A SavedModel directory (MODEL=path/to/dir) is as new as the newest file in it.
 model_files = $(if $(wildcard $(1)/saved_model.pb),$(shell find $(1) -type f),$(1))
 
-$(BUNDLE)/manifest.json: $(call model_files,$(MODEL)) $(call model_files,$(COMPANION)) $(BUILD)/model-source $(EXPORTER) | venv-run
-	@$(PY) -m layers.exporter.export $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW)) \
+$(BUNDLE)/manifest.json: $(call model_files,$(MODEL)) $(call model_files,$(COMPANION)) $(BUNDLE).source $(EXPORTER) | venv-run
+	@$(PY) -m layers.exporter $(MODEL) $(BUNDLE) $(if $(MODE),--mode $(MODE)) $(if $(WINDOW),--window $(WINDOW)) \
 		$(if $(NEXT),--next $(NEXT)) $(if $(PREVIOUS),--previous $(PREVIOUS)) \
 		$(if $(SEQUENCES),--sequences $(SEQUENCES))
 
 model: $(BUNDLE)/manifest.json
+ifneq ($(abspath $(BUNDLE)),$(abspath $(SERVED)))
+	@if [ -d $(SERVED) ] && [ ! -L $(SERVED) ]; then rm -rf $(SERVED); fi  # an earlier release's single bundle
+	@ln -sfn $(abspath $(BUNDLE)) $(SERVED)
+endif
 
 # STREAM=1: kinesalite (pinned in infra/local/kinesis/package-lock.json, installed there with npm ci, once).
 KINESIS_DIR := infra/local/kinesis
@@ -111,7 +123,7 @@ $(KINESIS_DIR)/node_modules/.installed: $(KINESIS_DIR)/package-lock.json
 stream-deps: $(if $(filter 1,$(STREAM)),$(KINESIS_DIR)/node_modules/.installed)
 
 run: preflight model stream-deps
-	@PORT=$(PORT) STREAM=$(STREAM) KINESIS_PORT=$(KINESIS_PORT) $(PY) -m infra.local $(BUNDLE)
+	@PORT=$(PORT) STREAM=$(STREAM) KINESIS_PORT=$(KINESIS_PORT) $(PY) -m infra.local $(SERVING)
 
 send: venv-run
 	@$(PY) -m infra.local.send --endpoint http://127.0.0.1:$(KINESIS_PORT) $(if $(USER_ID),--user $(USER_ID)) $(if $(RECORDS),--records $(RECORDS))
@@ -157,11 +169,31 @@ build: model venv
 	@du -sh .aws-sam/build/*/
 	@echo "next: make deploy (checks your AWS credentials and region first)"
 
+# sam local invoke (needs Docker) on the built template (make build first), with EVENT=events/<file>.json and the
+# state in a DynamoDB the Lambda container reaches, DYNAMODB_ENDPOINT, table TABLE_NAME (the local stack's, which
+# `make run DYNAMODB_ENDPOINT=...` creates); S3_ENDPOINT, KINESIS_ENDPOINT as well when given. DOCKER_NETWORK: the
+# container joins that network too (where DynamoDB Local runs, say); FUNCTION=StreamFunction EVENT=events/kinesis.json.
+# SAM passes a function only the variables its template declares: template.yaml declares these, empty.
+.PHONY: invoke
+BUILT_TEMPLATE ?= .aws-sam/build/template.yaml
+FUNCTION ?= PredictFunction
+TABLE_NAME ?= carryover-local
+
+invoke: venv
+	@test -n "$(EVENT)" || { echo "make invoke: give EVENT=events/<file>.json, the event $(FUNCTION) is invoked with" >&2; exit 1; }
+	@test -n "$(DYNAMODB_ENDPOINT)" || { echo "make invoke: give DYNAMODB_ENDPOINT=http://<host>:<port>, a DynamoDB the Lambda container reaches (not 127.0.0.1; e.g. http://host.docker.internal:8000) with table $(TABLE_NAME) (make run DYNAMODB_ENDPOINT=... creates it)" >&2; exit 1; }
+	@test -f "$(BUILT_TEMPLATE)" || { echo "make invoke: no $(BUILT_TEMPLATE): run make build first" >&2; exit 1; }
+	@mkdir -p $(BUILD) && $(PY) -c 'import json, sys; given = zip(sys.argv[1::2], sys.argv[2::2]); print(json.dumps({"Parameters": {k: v for k, v in given if v}}))' \
+		TABLE_NAME "$(TABLE_NAME)" DYNAMODB_ENDPOINT "$(DYNAMODB_ENDPOINT)" S3_ENDPOINT "$(S3_ENDPOINT)" \
+		KINESIS_ENDPOINT "$(KINESIS_ENDPOINT)" > $(BUILD)/env-vars.json
+	$(SAM) local invoke $(FUNCTION) --template $(BUILT_TEMPLATE) --event $(EVENT) --env-vars $(BUILD)/env-vars.json \
+		$(if $(DOCKER_NETWORK),--docker-network $(DOCKER_NETWORK))
+
 # Guided the first time (it saves the answers to samconfig.toml, region included), then from samconfig.toml.
 deploy: venv
-	@$(PY) -m infra.aws_check
-	@$(MAKE) --no-print-directory build
-	@if grep -q '^region' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+	@region=$$($(PY) -m infra.aws_check); $(MAKE) --no-print-directory build; \
+		if grep -qs '^region' samconfig.toml; then $(SAM) deploy $${region:+--region $$region}; \
+		else $(SAM) deploy --guided $${region:+--region $$region}; fi
 
 smoke: venv
 	@test -n "$(URL)" || { echo "usage: make smoke URL=https://<api-id>.execute-api.<region>.amazonaws.com [REGION=...]" >&2; exit 1; }
@@ -170,7 +202,7 @@ smoke: venv
 # The chart goes under .build/: the README's docs/stream.png changes only when asked (OUT=docs/stream.png).
 OUT ?= $(BUILD)/stream.png
 example: model venv
-	@$(PY) -m examples.stream_chart $(BUNDLE) $(OUT)
+	@$(PY) -m examples.stream_chart $(BUNDLE) $(OUT) $(if $(URL),--url $(URL))
 
 openapi: venv
 	$(PY) -m carryover.http.openapi > openapi.json
@@ -192,19 +224,19 @@ GIVEN_MODEL = $(filter-out $(DEMO_MODEL),$(MODEL))
 BULK = $(PY) -m infra.bulk
 
 bootstrap: venv
-	@$(BULK) bootstrap --served $(BUNDLE) --state $(STATE_FILE) $(if $(GIVEN_MODEL),--model $(GIVEN_MODEL)) \
+	@$(BULK) bootstrap --served $(SERVED) --state $(STATE_FILE) $(if $(GIVEN_MODEL),--model $(GIVEN_MODEL)) \
 		$(if $(STACK),--stack $(STACK)) $(if $(REGION),--region $(REGION))
 
 compare: venv
 	@test -n "$(GIVEN_MODEL)" || { echo "make compare: give MODEL=new.keras, the version to compare with the served one" >&2; exit 1; }
-	@$(BULK) compare --served $(BUNDLE) --state $(STATE_FILE) --model $(GIVEN_MODEL)
+	@$(BULK) compare --served $(SERVED) --state $(STATE_FILE) --model $(GIVEN_MODEL)
 
 export-states: venv
-	@$(BULK) export --served $(BUNDLE) --state $(STATE_FILE)
+	@$(BULK) export --served $(SERVED) --state $(STATE_FILE)
 
 import-states: venv
 	@test -n "$(FILE)" || { echo "make import-states: give FILE=states.jsonl (written by make export-states)" >&2; exit 1; }
-	@$(BULK) import --served $(BUNDLE) --state $(STATE_FILE) $(FILE)
+	@$(BULK) import --served $(SERVED) --state $(STATE_FILE) $(FILE)
 
 clean-state:
 	rm -f $(BUILD)/state.sqlite3 $(BUILD)/state.sqlite3-wal $(BUILD)/state.sqlite3-shm

@@ -95,7 +95,7 @@ def stream_and_chart(bundle: Path, out: Path, url: str | None = None, length: in
         label="target: running sum of feature 0 > 0",
     )
     top.set_ylabel(output.name)
-    top.set_title(f"{manifest.name}: a {length}-step stream sent in uneven chunks, state carried in DynamoDB")
+    top.set_title(f"{manifest.name}: a {length}-step stream sent in uneven chunks, its state kept by the API")
     top.set_ylim(-0.05, 1.3)
     top.legend(loc="upper center", ncol=3, fontsize=8, framealpha=0.9)
     bottom.semilogy(steps, np.maximum(np.abs(streamed_values - expected), 1e-12), color="tab:red", linewidth=0.9)

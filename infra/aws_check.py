@@ -1,13 +1,16 @@
-"""`make deploy`'s first step: AWS credentials and a region, checked before anything slow or interactive, each
-missing one said in one line with what to set.
+"""`make deploy`'s first step: AWS credentials and a region (AWS_REGION, AWS_DEFAULT_REGION, the profile's or
+samconfig.toml's), checked before anything slow or interactive, each missing one said in one line with what to
+set; then the region found, which `make deploy` gives `sam deploy`.
 
     python -m infra.aws_check
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError
@@ -30,17 +33,27 @@ def problems(session: Session, samconfig: Path = SAMCONFIG) -> list[str]:
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             )
     saved = samconfig.is_file() and re.search(r"^region\s*=", samconfig.read_text(), re.MULTILINE)
-    if not saved and not session.get_config_variable("region"):
+    if not saved and not region(session):
         found.append("no AWS region: set AWS_REGION (or a region in your AWS profile); make deploy saves it after")
     return found
 
 
+def region(session: Session, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The region the SDKs would use: AWS_REGION first (which botocore's own lookup skips), then AWS_DEFAULT_REGION
+    and the profile's."""
+    found: str | None = environ.get("AWS_REGION") or session.get_config_variable("region")
+    return found
+
+
 def main() -> None:
-    found = problems(Session())
+    """The problems, one line each (exit 1); else, on stdout, the region to deploy to (empty: samconfig.toml's)."""
+    session = Session()
+    found = problems(session)
     for problem in found:
         print(f"cannot deploy: {problem}", file=sys.stderr)
     if found:
         sys.exit(1)
+    print(region(session) or "")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ the service relies on.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -56,3 +59,34 @@ class DynamoDBServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._thread.join()
+
+
+class DynamoDBProcess:
+    """The same server in a process of its own, as DynamoDB is to a function: its work never holds the measuring
+    process's GIL. Start with `start()`; `endpoint` is then its URL."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self.endpoint = ""
+
+    def start(self) -> DynamoDBProcess:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.dynamodb_server"], stdout=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        assert self._process.stdout is not None
+        self.endpoint = self._process.stdout.readline().strip()
+        if not self.endpoint.startswith("http://"):
+            raise RuntimeError(f"the DynamoDB server did not start: exit {self._process.wait()}")
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(30)
+
+
+if __name__ == "__main__":
+    server = DynamoDBServer().start()
+    print(server.endpoint, flush=True)
+    threading.Event().wait()

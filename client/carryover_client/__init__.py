@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 __all__ = ["ApiError", "Bearer", "Client", "Prediction", "Put", "Records", "SigV4"]
 
@@ -202,13 +202,27 @@ class Records:
     """Puts records on the stream the stream function applies: `{"user_id", "inputs", "reset"}` JSON, the user id
     as partition key, so that a user's records stay in order (one user's `put_many` goes out as one PutRecord
     each, in order: PutRecords may reorder the records it retries). `endpoint_url`: a Kinesis-compatible server
-    (the local stack's kinesalite); credentials and region come from the environment, as for SigV4."""
+    (the local stack's kinesalite); credentials and region come from the environment, as for SigV4, except for a
+    server on this machine, which takes any: placeholders there when the environment has none."""
 
     def __init__(self, stream_name: str, region: str | None = None, endpoint_url: str | None = None) -> None:
         from botocore.session import Session
 
         self._stream = stream_name
-        self._kinesis: Any = Session().create_client("kinesis", region_name=region, endpoint_url=endpoint_url)
+        session = Session()
+        local = endpoint_url is not None and urlsplit(endpoint_url).hostname in ("127.0.0.1", "localhost", "::1")
+        key = secret = None
+        if local and session.get_credentials() is None:
+            key = secret = "local"
+        if local and not region and not session.get_config_variable("region"):
+            region = "us-east-1"
+        self._kinesis: Any = session.create_client(
+            "kinesis",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
 
     def put(self, user_id: str, inputs: Sequence[Any], reset: bool = False) -> Put:
         """One record: `inputs` are rows of features (lists, or a numpy array), or token ids."""

@@ -125,10 +125,12 @@ def build_service(
     clock: Clock = utc_now,
     store: StateStore | None = None,
 ) -> PredictionService:
-    """Loads the model and connects the store (DynamoDB unless one is given): the work of a cold start."""
+    """Loads the model and connects the store (DynamoDB unless one is given), which keeps the items it writes for
+    the next request (`ITEM_CACHE_MB`): the work of a cold start."""
     bundle = bundle or ModelBundle.load(settings.model_bundle, settings.engine)
     check_item_fits(bundle, settings)
     store = store or build_store(settings, bundle, client, clock)
+    store.keep_items(settings.item_cache_mb << 20)
     return PredictionService(
         bundle, store, Planner(bundle, clock, plan_rules(bundle, settings)), settings.conflict_retries
     )

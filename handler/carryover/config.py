@@ -31,6 +31,7 @@ class Settings(BaseModel):
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
     idempotency_keys: int = Field(default=32, ge=1, le=1000)
     history_rows: int = Field(default=0, ge=0, le=100_000)  # a user's last rows kept, for versions without a state
+    item_cache_mb: int = Field(default=64, ge=0, le=8192)  # items kept per instance to write without reading; 0: off
     row_log: bool = True  # each write carries the rows it applied, for the row log (`core/history.py`)
     state_bucket: str | None = None  # where states too large for a DynamoDB item are kept (`store/blobs.py`)
     states_in_objects: Literal["auto", "always"] = "auto"  # auto: only when the item cannot hold them

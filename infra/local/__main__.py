@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 from pathlib import Path
 
 from infra.local.quiet import quiet_unless_debug
+from infra.local.signals import wait_for_stop
 
 STATE_FILE = Path(".build/state.sqlite3")
 DURABILITY = {"process": "survives the server being killed", "machine": "survives an OS crash or power cut"}
@@ -29,6 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     quiet_unless_debug()
     from carryover.config import ConfigurationError  # after the log level is set: Powertools reads it on import
+    from carryover.errors import StoreUnavailable
     from infra.local.journal import JOURNAL, import_journal
     from infra.local.stack import STREAM_FAILURES, StackError, start_stack
     from infra.local.stream import ANSWERS_STREAM, EVENTS_STREAM, StreamError
@@ -39,6 +40,11 @@ def main() -> None:
     durability = os.environ.get("LOCAL_DURABILITY") or "process"
     if durability not in DURABILITY:
         sys.exit(f"cannot start: LOCAL_DURABILITY={durability}: expected one of {', '.join(DURABILITY)}")
+    if not endpoint and not _writable(state_file):
+        sys.exit(
+            f"cannot start: the state is kept in {state_file}, which cannot be written here: make "
+            f"{state_file.parent} writable, or set STATE_FILE=... to keep it elsewhere"
+        )
     imported = None if endpoint else import_journal(JOURNAL, state_file, table)
     if imported is not None:
         print(f"brought {imported} users' state over from {JOURNAL}, which an earlier release kept (renamed .imported)")
@@ -54,7 +60,7 @@ def main() -> None:
             log=lambda line: print(line, flush=True),
             stream_port=int(os.environ.get("KINESIS_PORT") or 4567) if os.environ.get("STREAM") == "1" else None,
         )
-    except (ConfigurationError, StackError, StreamError, ValueError, OSError) as error:
+    except (ConfigurationError, StackError, StreamError, StoreUnavailable, ValueError, OSError) as error:
         sys.exit(f"cannot start: {error}")
     url, bundle = stack.api.url, stack.settings.model_bundle
     store = stack.store
@@ -73,10 +79,8 @@ def main() -> None:
         print(f"stream: kinesalite at {stack.stream.endpoint}: records on {EVENTS_STREAM}, answers on {ANSWERS_STREAM}")
         print(f"  records that cannot be applied: {STREAM_FAILURES}; put records with: make send")
     print("requests (method, path, status, time, state or error):", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        stack.stop()
+    wait_for_stop()
+    stack.stop()
 
 
 def _example_inputs(bundle: Path) -> str:
@@ -85,6 +89,14 @@ def _example_inputs(bundle: Path) -> str:
 
     spec = Manifest.read(bundle).input
     return "[1, 2, 3]" if spec.kind == "tokens" else "[[" + ", ".join(["0.1"] * spec.features) + "]]"
+
+
+def _writable(state_file: Path) -> bool:
+    """Whether the state file (and the files SQLite keeps beside it) can be created or written."""
+    if state_file.exists():
+        return os.access(state_file, os.W_OK) and os.access(state_file.parent, os.W_OK)
+    folder = next((p for p in (state_file.parent, *state_file.parent.parents) if p.exists()), Path("/"))
+    return os.access(folder, os.W_OK)
 
 
 if __name__ == "__main__":

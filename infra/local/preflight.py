@@ -1,6 +1,6 @@
 """Checks what `make run` needs before any slow step, with the system's Python and its standard library only:
-the port is free, a given MODEL exists (a file, or a SavedModel directory), and a `.keras` file has the one
-input served (read from its config in a second, where loading it would take twenty).
+the port is free, a given MODEL exists (a file, or a SavedModel directory) and is no weights-only `.h5`, and a
+`.keras` file has the one input served (read from its config in a second, where loading it would take twenty).
 
     python3 infra/local/preflight.py PORT [MODEL]
 """
@@ -8,6 +8,7 @@ input served (read from its config in a second, where loading it would take twen
 from __future__ import annotations
 
 import json
+import mmap
 import socket
 import sys
 import zipfile
@@ -27,9 +28,24 @@ def problems(port: int, model: str | None) -> list[str]:
             found.append(f"port {port} is in use: stop what listens there, or choose another with PORT=...")
     if model and not Path(model).exists():
         found.append(f"MODEL={model}: {MISSING}")
+    elif model and weights_only(Path(model)):
+        found.append(f"MODEL={model}: an HDF5 file without a model config (weights only?): save the whole model")
     elif model and (inputs := keras_inputs(Path(model))) and inputs > 1:
         found.append(f"MODEL={model}: the model has {inputs} inputs; carryover serves models with one input")
     return found
+
+
+def weights_only(path: Path) -> bool:
+    """Whether `path` is an HDF5 file holding no model config anywhere (what `save_weights` writes): the name of
+    the attribute a saved model has is nowhere in its bytes."""
+    try:
+        with path.open("rb") as file:
+            if file.read(8) != b"\x89HDF\r\n\x1a\n":
+                return False
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(b"model_config") < 0
+    except (OSError, ValueError):
+        return False
 
 
 def keras_inputs(path: Path) -> int | None:
@@ -47,10 +63,13 @@ def keras_inputs(path: Path) -> int | None:
 
 
 def main() -> None:
-    port, model = int(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else None)
-    for problem in problems(port, model):
+    given, model = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
+    if not given.isdigit() or not 0 <= int(given) <= 65535:
+        sys.exit(f"cannot start: PORT={given}: give a port number from 0 to 65535 (0: any free one)")
+    found = problems(int(given), model)
+    for problem in found:
         print(f"cannot start: {problem}", file=sys.stderr)
-    if problems(port, model):
+    if found:
         sys.exit(1)
 
 

@@ -32,7 +32,7 @@ from carryover.http import errors
 from carryover.http.errors import HttpRefusal
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
-MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit, where no smaller one is given
 MAX_HEADER_BYTES = 16 * 1024
 READ_TIMEOUT_S = 10.0  # the longest wait for a request's headers, or for the next piece of its body
 KEEP_ALIVE_S = 5.0  # an idle connection is closed after this long
@@ -150,9 +150,9 @@ class _Reader:
     """The h11 events of one connection, each awaited within a time limit: the read timeout once a request has
     begun to arrive (and for the first one), the keep-alive time while an open connection waits for the next."""
 
-    def __init__(self, reader: asyncio.StreamReader, read_timeout_s: float) -> None:
+    def __init__(self, reader: asyncio.StreamReader, read_timeout_s: float, max_body_bytes: int) -> None:
         self.connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-        self._reader, self._timeout_s = reader, read_timeout_s
+        self._reader, self._timeout_s, self._most = reader, read_timeout_s, max_body_bytes
         self.idle = False  # between requests, nothing of the next one received yet
 
     def next_cycle(self) -> None:
@@ -173,8 +173,8 @@ class _Reader:
             self.connection.receive_data(data)
 
     async def body(self, declared: str | None) -> bytes:
-        if declared is not None and int(declared) > MAX_BODY_BYTES:  # h11 has checked it is a number
-            too_large = f"request body: {declared} bytes, at most {MAX_BODY_BYTES} accepted"
+        if declared is not None and int(declared) > self._most:  # h11 has checked it is a number
+            too_large = f"request body: {declared} bytes, at most {self._most} accepted"
             raise HttpRefusal("payload_too_large", too_large)
         chunks: list[bytes] = []
         size = 0
@@ -190,8 +190,10 @@ class _Reader:
                 raise InvalidRequest("request body: the client went away")
             chunks.append(bytes(event.data))
             size += len(event.data)
-            if size > MAX_BODY_BYTES:
-                raise HttpRefusal("payload_too_large", f"request body: more than {MAX_BODY_BYTES} bytes")
+            if size > self._most:
+                raise HttpRefusal(
+                    "payload_too_large", f"request body: more than {self._most} bytes, at most {self._most} accepted"
+                )
 
 
 def _protocol_refusal(error: h11.RemoteProtocolError) -> ServiceError:
@@ -212,9 +214,11 @@ class LocalApi:
         pages: dict[str, Page] | None = None,
         log: Callable[[str], None] | None = None,
         read_timeout_s: float = READ_TIMEOUT_S,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.instances = Instances(make_handler, most_instances)
         self._host, self._port, self._read_timeout_s = host, port, read_timeout_s
+        self._max_body_bytes = max_body_bytes  # the function's own limit (MAX_BODY_BYTES): one limit, one answer
         self._pool = ThreadPoolExecutor(most_instances, thread_name_prefix="instance")
         self._pages = pages or {}
         self._log = log
@@ -254,7 +258,7 @@ class LocalApi:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection: requests one after another while both sides keep it alive."""
-        events = _Reader(reader, self._read_timeout_s)
+        events = _Reader(reader, self._read_timeout_s, self._max_body_bytes)
         client = (writer.get_extra_info("peername") or ("127.0.0.1", 0))[0]
         self._writers.add(writer)
         try:

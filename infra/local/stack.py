@@ -138,6 +138,7 @@ def start_stack(
         most_instances=instances,
         pages=api_pages(service.manifest, settings.max_timesteps),
         log=log,
+        max_body_bytes=settings.max_body_bytes,
     )
     try:
         api.start_background()

@@ -13,8 +13,12 @@ import argparse
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
+
+from carryover.native import notices_dropped
+
+with notices_dropped():  # TensorFlow's start-up notices kept off the terminal
+    import keras
 
 FEATURES = 8
 UNITS = 320

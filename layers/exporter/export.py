@@ -1,6 +1,6 @@
 """Turns a model file into a verified model bundle (the model layer's content).
 
-    python -m layers.exporter.export MODEL OUT_DIR [--name NAME] [--sequences N] [--mode M] [--window W]
+    python -m layers.exporter MODEL OUT_DIR [--name NAME] [--sequences N] [--mode M] [--window W]
 
 MODEL is a `.keras` file (Keras 3, or Keras 2.13-2.15), a `.h5` file (Keras 2.0-2.15, or Keras 3) or a SavedModel
 directory written by Keras 2 (TensorFlow 2.x). The bundle is written to a temporary directory beside OUT_DIR,
@@ -282,6 +282,7 @@ def main() -> None:
         leave=False,
         delay=0.5,
         desc="    verified",
+        disable=not sys.stderr.isatty(),  # a bar redrawn with carriage returns is for a terminal, not a log
     ) as bar:
 
         def step(name: str) -> None:
@@ -299,6 +300,12 @@ def main() -> None:
         except ExportFailed as error:
             bar.close()
             sys.exit(f"export failed: {error}")
+        except OSError as error:  # what the file system refused: a folder the bundle is written in, most often
+            bar.close()
+            sys.exit(
+                f"export failed: {error.strerror}: {error.filename}; the bundle's folder must be writable "
+                f"({args.out.parent}), or BUNDLE=... puts the bundle elsewhere"
+            )
     steps.done()
     if exported.keras2:
         translated = f"; translated: {'; '.join(exported.translated)}" if exported.translated else ""

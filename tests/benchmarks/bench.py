@@ -31,7 +31,8 @@ from carryover.composition import build_handler
 from carryover.config import Settings
 from carryover.engine import Batched, Engine, EngineResult, slide
 from carryover.manifest import Manifest
-from carryover.store.codec import item_bytes, item_key, read_units, write_units
+from carryover.store.codec import item_bytes, read_units, write_units
+from infra.local.signals import exit_on_stop
 from infra.table import ensure_table
 from layers.exporter.export import export
 from tests.benchmarks import local_api as local
@@ -41,9 +42,10 @@ from tests.benchmarks.deploy import IDLE, USERS, simulate
 from tests.benchmarks.history import history_figures
 from tests.benchmarks.objects import state_objects
 from tests.benchmarks.peer.torchserve import available
+from tests.benchmarks.round_trips import round_trips
 from tests.benchmarks.startup import startup_with_users
 from tests.clients import HandlerClient
-from tests.dynamodb_server import LOCAL_CREDENTIALS, DynamoDBServer
+from tests.dynamodb_server import LOCAL_CREDENTIALS, DynamoDBProcess
 from tests.stores import DynamoDBItems
 
 TABLE = "bench"
@@ -52,6 +54,7 @@ DURABLE = {"process": "survives the server being killed", "machine": "survives a
 ROOT = Path(__file__).resolve().parents[2]
 PEER_VENV = ROOT / ".venv-peer"
 BENCH_CACHE = ROOT / ".build" / "bench"
+BYTES_PER_USER = 4500  # what the start-up measure's store takes on disk a user (4.5 GB for a million, measured)
 WINDOW_ENGINES = {"LiteRT engine": "litert", "TensorFlow engine": "tensorflow"}
 # DynamoDB on-demand prices, us-east-1, as AWS published them on 2024-11-01 (USD per million request units)
 PRICES: dict[str, Any] = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
@@ -99,21 +102,6 @@ def time_requests(client: HandlerClient, rows: list[list[float]], count: int) ->
     return samples
 
 
-def time_bare_store(client: Any, manifest: Manifest, count: int) -> list[float]:
-    """Milliseconds for a bare strongly consistent GetItem and a PutItem of an item of the same size, on the same
-    store: what a request costs in round trips alone, the yardstick for the warm request."""
-    user = f"bare-{time.monotonic_ns()}"
-    item = item_key(user, manifest.name) | {"state": {"B": bytes(manifest.state_bytes)}}
-    client.put_item(TableName=TABLE, Item=item)
-    samples = []
-    for _ in range(count):
-        start = time.perf_counter()
-        client.get_item(TableName=TABLE, Key=item_key(user, manifest.name), ConsistentRead=True)
-        client.put_item(TableName=TABLE, Item=item)
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
 def rows_for(manifest: Manifest, count: int, seed: int = 0) -> np.ndarray:
     """`count` valid rows for the model: token ids for a token model, features otherwise."""
     rng = np.random.default_rng(seed)
@@ -154,10 +142,28 @@ print(json.dumps({"imports": imported - started, "model load": loaded - imported
                   "seconds": answered - started, "rss_mb": peak_kb / 1024, "xray": xray}))
 """
 PHASES = ("imports", "model load", "first request", "seconds", "rss_mb")
+RESTORED = """
+import json, sys, time
+import snapshot_restore_py as hooks
+import app  # the init SnapStart snapshots: configuration, the model loaded
+for hook, args, kwargs in hooks.get_before_snapshot():
+    hook(*args, **kwargs)
+started = time.time()  # the snapshot restored: what Lambda runs from here
+for hook, args, kwargs in hooks.get_after_restore():
+    hook(*args, **kwargs)
+renewed = time.time()
+from infra.local.server import LocalContext
+result = app.lambda_handler(json.load(open(sys.argv[1])), LocalContext("restored"))
+answered = time.time()
+assert result["statusCode"] == 200, result
+print(json.dumps({"after restore": renewed - started, "first request": answered - renewed,
+                  "seconds": answered - started}))
+"""
 
 
-def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str, float]:
-    """Medians over `runs` fresh processes, each timed from before it starts to its first response."""
+def cold_start(bundle: Path, engine: str, endpoint: str, runs: int, script: str = COLD_START) -> dict[str, float]:
+    """Medians over `runs` fresh processes, each timed from before it starts to its first response (`script`:
+    RESTORED times a SnapStart restore instead: its hooks and the first request after them)."""
     root = Path(__file__).resolve().parents[2]
     env = os.environ | {
         "TABLE_NAME": TABLE,
@@ -173,8 +179,9 @@ def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str,
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         json.dump(event, file)
     for _ in range(runs):
+        arguments = [str(time.time()), file.name] if script == COLD_START else [file.name]
         result = subprocess.run(
-            [sys.executable, "-c", COLD_START, str(time.time()), file.name],
+            [sys.executable, "-c", script, *arguments],
             capture_output=True,
             text=True,
             env=env,
@@ -182,9 +189,9 @@ def cold_start(bundle: Path, engine: str, endpoint: str, runs: int) -> dict[str,
             check=True,
         )
         found = json.loads(result.stdout.strip().splitlines()[-1])
-        assert not found["xray"], "the X-Ray SDK was imported with tracing off"
+        assert not found.get("xray"), "the X-Ray SDK was imported with tracing off"
         measured.append(found)
-    return {key: statistics.median(m[key] for m in measured) for key in PHASES}
+    return {key: statistics.median(m[key] for m in measured) for key in measured[0] if key != "xray"}
 
 
 def window_compute(rows: int = 10, repeats: int = 30) -> dict[str, float]:
@@ -286,12 +293,6 @@ def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpo
     engines: dict[str, Engine] = {"b": tensorflow.engine, "c": litert.engine}
     if manifest.mode == "carry" and any(getattr(layer, "stateful", False) for layer in model.layers):
         engines = {"a": SeedApproach(model, manifest), **engines}  # the question's way needs a stateful layer
-    calls = {"GetItem": 0, "PutItem": 0}
-    for operation in calls:
-        client.meta.events.register(
-            f"before-call.dynamodb.{operation}",
-            lambda operation=operation, **_: calls.__setitem__(operation, calls[operation] + 1),
-        )
     settings = Settings.from_env({"TABLE_NAME": TABLE, "MODEL_BUNDLE": str(args.bundle)})
     row = rows_for(manifest, 1).tolist()
     latency: dict[str, dict[str, Any]] = {}
@@ -300,17 +301,13 @@ def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpo
         report.step(f"({key}) {LABELS[key]}: warm requests through the handler, then the engine alone")
         handler = HandlerClient(build_handler(settings, ModelBundle(manifest, engine), client))
         count = args.requests if key != "a" else max(30, args.requests // 4)
-        before = dict(calls)
         samples = time_requests(handler, row, count)
-        per_request = {op: (calls[op] - before[op]) / (count + 3) for op in calls}
-        latency[key] = {"p50": percentile(samples, 50), "p99": percentile(samples, 99), "calls": per_request}
+        latency[key] = {"p50": percentile(samples, 50), "p99": percentile(samples, 99)}
         repeats = 30 if key != "a" else 10
         compute[key] = {
             "1": time_engine(engine, manifest, 1, repeats),
             "100": time_engine(engine, manifest, 100, max(5, repeats // 3)),
         }
-    report.step("a bare GetItem + PutItem of an item of the same size, on the same store")
-    bare = percentile(time_bare_store(client, manifest, args.requests), 50)
     report.table(
         ["", "p50 ms", "p99 ms", "engine ms / 1 step", "engine ms / 100 steps"],
         [
@@ -320,17 +317,10 @@ def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpo
         ],
     )  # fmt: skip
     report.note(
-        "p50/p99: a warm 1-timestep request through the Lambda handler for one user (read, run, conditional "
-        "write to DynamoDB over HTTP); engine: the model alone on 1 or 100 timesteps from a saved state"
+        "p50/p99: a warm 1-timestep request through the Lambda handler for one user continuing on one instance (its "
+        "item cached: run, conditional write to DynamoDB over HTTP); engine: the model alone on 1 or 100 timesteps "
+        "from a saved state"
     )
-    report.figure(
-        "bare GetItem + PutItem", f"{bare:.2f} ms", "what a request's two DynamoDB round trips cost alone, same store"
-    )
-    for key in ("b", "c"):
-        report.figure(
-            f"warm request / bare round trips, {LABELS[key]}", f"{latency[key]['p50'] / bare:.2f}x",
-            "how much a request adds to the round trips it cannot avoid",
-        )  # fmt: skip
     slowest = "a" if "a" in engines else "b"
     for other in [key for key in engines if key != slowest]:
         report.figure(
@@ -338,10 +328,8 @@ def lambda_path(args: argparse.Namespace, client: Any, manifest: Manifest, endpo
             f"engine per step {compute[slowest]['1'] / compute[other]['1']:.1f}x, "
             f"per 100 steps {compute[slowest]['100'] / compute[other]['100']:.1f}x",
         )  # fmt: skip
-    reads, writes = latency["c"]["calls"]["GetItem"], latency["c"]["calls"]["PutItem"]
-    report.figure(
-        "DynamoDB calls per request", f"{reads:.0f} GetItem + {writes:.0f} PutItem", "strongly consistent read"
-    )
+    report.step("DynamoDB round trips per request, and the warm request against the one it cannot avoid")
+    round_trips(settings.model_copy(update={"dynamodb_endpoint": endpoint}), litert, row, args.requests)
     report.step("item size and request units as a user keeps streaming, with and without keys")
     print_cost_table(cost_table(HandlerClient(build_handler(settings, litert, client)), client, manifest))
     p50: float = latency["c"]["p50"]
@@ -394,6 +382,14 @@ def cold_starts(args: argparse.Namespace, endpoint: str) -> None:
     report.figure(
         "cold start LiteRT/TensorFlow", f"{cold['litert']['seconds'] / cold['tensorflow']['seconds']:.3f}",
         "the zip deployment's engine against the reference engine, same machine",
+    )  # fmt: skip
+    report.step("SnapStart: the init snapshotted (model run once), then the restore hooks and the first request")
+    restored = cold_start(args.bundle, "litert", endpoint, runs=3, script=RESTORED)
+    report.figure(
+        "after a restore, to the first response", f"{restored['seconds']:.3f} s",
+        f"hooks {restored['after restore']:.3f} s (new clients, cache emptied), first request "
+        f"{restored['first request']:.3f} s; a cold start without SnapStart: {cold['litert']['seconds']:.3f} s, its "
+        f"first request {cold['litert']['first request']:.3f} s; Lambda's own resume of the snapshot not included",
     )  # fmt: skip
     report.step("as Lambda pays it: Python 3.13, the runtime layer on a read-only path, with and without bytecode")
     found = cold_start_313(args.bundle.resolve(), endpoint, BENCH_CACHE.resolve(), 5)
@@ -458,6 +454,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="timed requests per measurement")
     parser.add_argument("--users", type=int, default=1_000_000, help="users in the local store's start-up measure")
     args = parser.parse_args()
+    exit_on_stop()  # SIGTERM too unwinds to the `finally` that stops the DynamoDB server's process
     for name, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the bench prints its own figures
@@ -466,7 +463,13 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; model "
         f"{manifest.name} ({manifest.mode} mode). Figures move by about 20% between runs: compare within one run."
     )
-    dynamodb = DynamoDBServer().start()
+    kept = "there already: reused" if any(BENCH_CACHE.glob("*.sqlite3")) else "built once, kept for the next run"
+    report.heading(
+        f"writes: {BENCH_CACHE} (a local store of {args.users:,} users for the start-up measure, about "
+        f"{args.users * BYTES_PER_USER / 1e9:.1f} GB, {kept}; --users N for fewer, delete the folder to reclaim "
+        "it), and temporary files it removes at the end"
+    )
+    dynamodb = DynamoDBProcess().start()  # the store in a process of its own, as DynamoDB is remote
     client = boto3.client("dynamodb", endpoint_url=dynamodb.endpoint)
     ensure_table(client, TABLE)
     try:

@@ -24,6 +24,12 @@ def figure(name: str, value: str, meaning: str) -> None:
     print(f"{INDENT}{name}: {value}  ({meaning})", flush=True)
 
 
+def goal(name: str, value: float, most: float, meaning: str) -> None:
+    """A figure with a goal: said met, or flagged MISSED where nobody can read past it."""
+    verdict = "met" if value <= most else "MISSED <<<"
+    figure(name, f"{value:.2f}", f"goal at most {most:g}: {verdict}; {meaning}")
+
+
 def note(line: str) -> None:
     print(f"{INDENT}{line}", flush=True)
 

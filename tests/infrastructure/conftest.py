@@ -41,3 +41,30 @@ def resolve(value: Any, conditions: dict[str, bool]) -> Any:
     if value == {"Ref": "AWS::NoValue"}:
         return None
     return value
+
+
+def resolve_all(value: Any, conditions: dict[str, bool]) -> Any:
+    """`resolve` at every depth, as CloudFormation does inside a property (an OpenAPI body): keys and list items
+    whose value is AWS::NoValue are dropped."""
+    value = resolve(value, conditions)
+    if isinstance(value, dict):
+        found = {key: resolve_all(item, conditions) for key, item in value.items()}
+        return {key: item for key, item in found.items() if item is not None}
+    if isinstance(value, list):
+        return [item for item in (resolve_all(item, conditions) for item in value) if item is not None]
+    return value
+
+
+SNAPSTART_DEFAULT = "  SnapStart:\n    Type: String\n    Default: Disabled\n"
+
+
+@pytest.fixture(params=["Disabled", "Enabled"], ids=["as shipped", "SnapStart on"])
+def template_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """template.yaml as shipped, and a copy with SnapStart on by default (the scanners read defaults)."""
+    if request.param == "Disabled":
+        return TEMPLATE
+    text = TEMPLATE.read_text()
+    assert SNAPSTART_DEFAULT in text
+    copy = tmp_path_factory.mktemp("snapstart") / "template.yaml"
+    copy.write_text(text.replace(SNAPSTART_DEFAULT, SNAPSTART_DEFAULT.replace("Disabled", "Enabled")))
+    return copy

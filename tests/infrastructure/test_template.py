@@ -23,10 +23,10 @@ from tests.faults import error_response
 SAM = Path(sys.executable).parent / "sam"
 
 
-def test_sam_validate_lint_passes():
+def test_sam_validate_lint_passes(template_file):
     env = os.environ | {"SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
     result = subprocess.run(
-        [str(SAM), "validate", "--lint", "--template", str(TEMPLATE)],
+        [str(SAM), "validate", "--lint", "--template", str(template_file)],
         capture_output=True,
         text=True,
         env=env,

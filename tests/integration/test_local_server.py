@@ -82,6 +82,14 @@ def test_limits_and_odd_requests_get_the_json_error_shape(stack, request_bytes, 
     assert answered == status and body["error"]["code"] == code and body["error"]["message"]
 
 
+@pytest.mark.parametrize("declared", [50_000_000, 5_700_000, 1_048_577])
+def test_one_body_limit_whatever_the_size(stack, declared):
+    """The function's MAX_BODY_BYTES (1 MiB by default) is the one limit: the server in front says the same."""
+    head = f"POST /users/a/predict HTTP/1.1\r\nhost: x\r\ncontent-length: {declared}\r\n\r\n{{".encode()
+    status, body = raw(stack.api.url, head)
+    assert status == 413 and body["error"]["message"] == f"request body: {declared} bytes, at most 1048576 accepted"
+
+
 def test_wrong_method_is_405_naming_the_allowed_ones(stack):
     reply = HttpClient(stack.api.url).request("PUT", "/users/alice/state")
     assert reply.status == 405 and reply.headers["allow"] == "GET, DELETE"

@@ -50,19 +50,23 @@ class Server:
         self.process.wait(30)
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
+        """As a service manager or a CI runner stops it: SIGTERM (a background job's SIGINT is ignored)."""
+        self.process.send_signal(signal.SIGTERM)
         self.process.wait(30)
 
 
-def serve(bundle: Path, state: Path, file_limit: int | None = None) -> Server:
-    """`make run`'s server in a process of its own on `state`; `file_limit` caps the size of any file it writes."""
+def serve(bundle: Path, state: Path, file_limit: int | None = None, **settings: str) -> Server:
+    """`make run`'s server in a process of its own on `state`; `file_limit` caps the size of any file it writes;
+    `settings`: more of its environment."""
 
     def limited() -> None:
         if file_limit is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    environ = os.environ | {"PORT": "0", "STATE_FILE": str(state), "PYTHONPATH": f"{ROOT / 'handler'}:{ROOT}"}
+    environ = (
+        os.environ | settings | {"PORT": "0", "STATE_FILE": str(state), "PYTHONPATH": f"{ROOT / 'handler'}:{ROOT}"}
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.local", str(bundle)],
         cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=limited,
@@ -192,14 +196,14 @@ def test_a_full_disk_is_503_and_loses_nothing_acknowledged(served, tmp_path):
     server = serve(seed.path, state, file_limit=256 * 1024)
     client, answers = HttpClient(server.url), []
     try:
-        for index in range(200):
-            answers.append(keyed(client, "filling", np.full((1, 8), index / 200, np.float32), f"k{index}")[0].status)
+        for index in range(400):  # 100 rows a request: its log entry alone is 3 KB
+            answers.append(keyed(client, "filling", np.full((100, 8), index / 400, np.float32), f"k{index}")[0].status)
             if answers[-1] == 503:
                 break
     finally:
         server.stop()
     assert 503 in answers and answers.count(200) == answers.index(503) > 0, answers
-    assert int(SQLiteItems(state).saved("filling")["steps"]["N"]) == answers.count(200)
+    assert int(SQLiteItems(state).saved("filling")["steps"]["N"]) == 100 * answers.count(200)
 
 
 def _settings(seed: Served) -> Settings:
@@ -245,8 +249,12 @@ def test_a_locked_database_is_503_and_changes_nothing(served, tmp_path):
         other.close()
 
 
-def test_a_read_only_database_is_503_and_changes_nothing(served, tmp_path):
-    state = tmp_path / "state.sqlite3"
+@pytest.mark.parametrize("cache", ["64", "0"], ids=["item cache on", "item cache off"])
+def test_a_read_only_database_is_503_keeps_serving_and_changes_nothing(served, tmp_path, cache):
+    """The database's files made immutable right after a commit nothing has read since (a reader that has not seen
+    the last commit writes its read mark into the memory-mapped `-shm` file: refused there, a SIGBUS): the server
+    answers 503 and stays up, serving what needs no store; writable again, the same keyed request applies once."""
+    seed, state = served["seed"], tmp_path / "state.sqlite3"
     files = [state, state.with_name("state.sqlite3-wal"), state.with_name("state.sqlite3-shm")]
 
     def chattr(flag: str) -> None:
@@ -254,8 +262,23 @@ def test_a_read_only_database_is_503_and_changes_nothing(served, tmp_path):
         if done.returncode != 0:
             pytest.skip(f"this file system cannot make files immutable: {done.stderr.strip()}")
 
-    with handler_on(served["seed"], state) as client:
-        assert_refused_then_applied_once(client, SQLiteItems(state), lambda: chattr("+i"), lambda: chattr("-i"))
+    server = serve(seed.path, state, ITEM_CACHE_MB=cache)
+    client = HttpClient(server.url)
+    try:
+        assert client.predict("ada", [[0.1] * 8], key="first").body["steps"] == 1
+        chattr("+i")
+        try:
+            refused = client.predict("ada", [[0.2] * 8], key="second")
+            assert refused.status == 503 and refused.body["error"]["code"] == "store_unavailable"
+            assert client.state("ada").status == 503 and client.model().status == 200
+        finally:
+            chattr("-i")
+        assert server.process.poll() is None
+        retried = client.predict("ada", [[0.2] * 8], key="second")
+        assert retried.status == 200 and retried.body["steps"] == 2
+        assert client.predict("ada", [[0.2] * 8], key="second").headers["idempotent-replayed"] == "true"
+    finally:
+        server.stop()
 
 
 def test_the_database_holds_the_same_item_dynamodb_would(served, tmp_path):
@@ -296,3 +319,26 @@ def test_the_state_an_earlier_release_kept_is_brought_over_once(served, tmp_path
     with handler_on(seed, state) as client:
         reply = client.predict("grace", [[0.3] * 8])
     assert reply.body["state"] == "continued" and reply.body["steps"] == 3
+
+
+def test_a_state_folder_that_cannot_be_written_stops_the_server_in_one_line(served, tmp_path):
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"this file system cannot make files immutable: {made.stderr.strip()}")
+    environ = os.environ | {
+        "PORT": "0",
+        "STATE_FILE": str(folder / "state.sqlite3"),
+        "PYTHONPATH": f"{ROOT / 'handler'}:{ROOT}",
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "infra.local", str(served["seed"].path)],
+            cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 1 and len(said) == 1, said
+    assert str(folder) in said[0] and "writable" in said[0] and "STATE_FILE=" in said[0]

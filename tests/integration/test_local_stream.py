@@ -5,6 +5,7 @@ and in GET /users/{id}/state, and a bad record in the failure file, blocking not
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 
@@ -63,3 +64,15 @@ def test_records_put_on_the_local_stream_are_applied_in_order_and_answered(stack
     assert sorted(covered, key=int) == [put.sequence_number for put in puts]  # each applied once, the bad one not
     (failure,) = [json.loads(line) for line in stack.stream.failures.read_text().splitlines()]
     assert failure["sequence_number"] == bad["SequenceNumber"] and failure["code"] == "invalid_request"
+
+
+def test_the_records_client_needs_no_aws_settings_for_the_local_stream(stack, monkeypatch, tmp_path):
+    """A server on this machine takes any credentials: none in the environment, none in files, no region."""
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert stack.stream is not None
+    put = Records(EVENTS_STREAM, endpoint_url=stack.stream.endpoint).put("bo", [[0.1] * 8])
+    assert put.shard_id and put.sequence_number

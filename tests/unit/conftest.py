@@ -31,10 +31,13 @@ MAX_TIMESTEPS = 50
 MakeClient = Callable[..., HandlerClient]
 
 
+SESSION = boto3.session.Session()  # one per worker: its clients skip loading the service models again (0.1 s each)
+
+
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
-        client = boto3.client("dynamodb")
+        client = SESSION.client("dynamodb")
         ensure_table(client, TABLE)
         yield client
 
@@ -106,18 +109,26 @@ class ObjectItems(DynamoDBItems):
         return None if found is None else resolve(found, self.blobs)
 
 
-@pytest.fixture(params=["dynamodb", "sqlite", "objects"])
+def _uncached(make: MakeClient) -> MakeClient:
+    """`make` with no item cache: every request reads its item first."""
+    return lambda *args, **environ: make(*args, **({"ITEM_CACHE_MB": "0"} | environ))
+
+
+@pytest.fixture(params=["dynamodb", "uncached", "sqlite", "objects"])
 def backend(
     request: pytest.FixtureRequest, bundled: Callable[[str], Bundled], model_key: str, tmp_path: Path
 ) -> Iterator[Backend]:
-    """A store under test: DynamoDB (moto), SQLite, or DynamoDB keeping every state as an object in S3 (moto's),
-    as it keeps states too large for an item."""
-    if request.param in ("dynamodb", "objects"):
+    """A store under test: DynamoDB (moto), the same without the item cache (`store/cache.py`; the others keep
+    it on, as served), SQLite, or DynamoDB keeping every state as an object in S3 (moto's), as it keeps states too
+    large for an item."""
+    if request.param in ("dynamodb", "uncached", "objects"):
         client = request.getfixturevalue("dynamodb")
         items: DynamoDBItems = DynamoDBItems(client, TABLE)
         make = request.getfixturevalue("make_client")
+        if request.param == "uncached":
+            make = _uncached(make)
         if request.param == "objects":
-            s3 = boto3.client("s3")
+            s3 = SESSION.client("s3")
             s3.create_bucket(Bucket="states")
             blobs = S3Blobs(s3, "states")
             items = ObjectItems(client, TABLE, blobs)
@@ -156,4 +167,9 @@ def saved_item(dynamodb: Any, user: str, model: str = MODEL) -> Item:
 
 
 def overwrite(dynamodb: Any, user: str, **attributes: Any) -> None:
-    DynamoDBItems(dynamodb, TABLE).overwrite(user, **attributes)
+    """Another writer (an earlier release, another model version, damage): as every writer of the table must, it
+    moves the item's revision, which each write is conditional on (an instance holding the item in its cache
+    finds out from its refused write), unless `attributes` set the revision themselves."""
+    items = DynamoDBItems(dynamodb, TABLE)
+    revision = {"N": str(int(items.saved(user)["revision"]["N"]) + 1)}
+    items.overwrite(user, **({"revision": revision} | attributes))

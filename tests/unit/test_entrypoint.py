@@ -24,9 +24,13 @@ NO_CLIENT: Any = object()  # a cold start that fails, or never calls the store, 
 def entrypoint(dynamodb, served, monkeypatch):
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("MODEL_BUNDLE", str(served["seed"].path))
+    import snapshot_restore_py as hooks  # type: ignore[import-untyped]
+
     sys.modules.pop("app", None)
     yield importlib.import_module("app")
     sys.modules.pop("app", None)
+    hooks.get_before_snapshot().clear()  # what this import registered: the next import registers its own
+    hooks.get_after_restore().clear()
 
 
 def test_event_files_drive_every_route(entrypoint):
@@ -122,3 +126,34 @@ def test_tensorflow_engine_without_tensorflow_fails_in_one_line(served, monkeypa
     )
     message = cold_start_error(served["seed"].path, "tensorflow")
     assert "TensorFlow is not installed" in message and "ENGINE=litert" in message and "container image" in message
+
+
+def test_snapstart_hooks_warm_the_model_then_renew_the_connections_and_forget_the_cache(entrypoint, monkeypatch):
+    """As Lambda's runtime runs them (`snapshot_restore_py`): before the snapshot, the model runs once; after the
+    restore, the DynamoDB client is a new one and the item cache is empty, so the first request reads its item
+    (other instances wrote since the snapshot) and is served."""
+    import snapshot_restore_py as hooks
+
+    service = entrypoint.service
+    runs: list[int] = []
+    engine_run = service.bundle.engine.run
+
+    def counted(*args: Any) -> Any:
+        runs.append(1)
+        return engine_run(*args)
+
+    monkeypatch.setattr(service.bundle.engine, "run", counted)
+    client = HandlerClient(entrypoint.lambda_handler)
+    assert client.invoke(load_event("predict.json")).status == 200
+    for hook, args, kwargs in hooks.get_before_snapshot():
+        hook(*args, **kwargs)
+    assert runs == [1]
+    snapshotted = service._store._client  # the connection the snapshot holds
+    for hook, args, kwargs in hooks.get_after_restore():
+        hook(*args, **kwargs)
+    renewed = service._store._client
+    assert renewed is not snapshotted and renewed.meta.region_name == snapshotted.meta.region_name
+    reads: list[str] = []
+    renewed.meta.events.register("before-call.dynamodb.GetItem", lambda **_: reads.append("GetItem"))
+    again = client.invoke(load_event("predict.json"))
+    assert again.status == 200 and again.body["state"] == "continued" and reads == ["GetItem"]

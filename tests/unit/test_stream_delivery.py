@@ -170,7 +170,7 @@ def test_a_store_outage_restarts_the_shard_at_the_first_unapplied_record(dynamod
 
     for read in ("GetItem", "BatchGetItem"):  # one user's item is read alone, many users' together
         dynamodb.meta.events.register(f"before-parameter-build.dynamodb.{read}", unreadable)
-    shard.put("ana", streams.record_data("ana", rows[:1]))
+    shard.put("cy", streams.record_data("cy", rows[:1]))  # a user this instance does not hold: read first
     assert tested.stream.consume(shard.event(4, 5)) == {
         "batchItemFailures": [{"itemIdentifier": str(shard.records[4][0])}]
     }

@@ -2,10 +2,11 @@
 is one user's one entry (identified by its idempotency key, if any); a stream batch is many users' entries
 (identified by their shard positions); a bulk job's worker, many users' too.
 
-One read of every user's item (`StateStore.load_many`), the entries that cannot be applied handed to `refuse`
-before any write moves a user's position past them, every model run once over all users' rows (`Planner`), and
-each user's one conditional write (`ConditionalWriter`: `WRITERS` users at once), planned again for that user
-alone when another writer got there first. Why this applies nothing twice is written down in `store/item.py`.
+One read of every user's item (`StateStore.load_many`; none for a user this instance's cache holds), the entries
+that cannot be applied handed to `refuse` before any write moves a user's position past them, every model run
+once over all users' rows (`Planner`), and each user's one conditional write (`ConditionalWriter`: `WRITERS`
+users at once), planned again for that user alone when another writer got there first. Why this applies nothing
+twice is written down in `store/item.py`; why the cache changes none of it, in `store/cache.py`.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ class Applier:
         entries refused as read that are not behind their position yet, before any write; what it raises stops
         the batch with nothing written. `deadline` (time.monotonic) ends retrying conflicts. Raises
         StoreUnavailable when the items cannot be read."""
-        read = self._store.load_many([submission.user_id for submission in submissions])
+        read = self._store.load_many([submission.user_id for submission in submissions], cached=True)
         if refuse is not None:
-            refuse([(s.user_id, e) for s in submissions for e in s.entries if e.error and _pending(e, read[s.user_id])])
+            refuse(self._refused(submissions, read))
         planned = self.planner.plan({s.user_id: (s, read[s.user_id]) for s in submissions})
 
         def settle(submission: Submission) -> Outcome | ServiceError:
@@ -50,6 +51,14 @@ class Applier:
             return {submissions[0].user_id: settle(submissions[0])}
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(submissions))) as writers:
             return dict(zip((s.user_id for s in submissions), writers.map(settle, submissions), strict=True))
+
+    def _refused(self, submissions: Sequence[Submission], read: dict[str, Stored]) -> list[tuple[str, Entry]]:
+        """The entries refused as read that their user's item has not moved past, judged on the item as it is (a
+        cached one read again: a refusal is not proved by a write)."""
+        refusing = [s.user_id for s in submissions if any(e.error for e in s.entries)]
+        again = [user for user in refusing if self._store.answered_from_cache(read[user])]
+        read |= self._store.load_many(again) if again else {}
+        return [(s.user_id, e) for s in submissions for e in s.entries if e.error and _pending(e, read[s.user_id])]
 
     def _settle(
         self, submission: Submission, read: Stored, first: Planned[Outcome] | ServiceError, deadline: float

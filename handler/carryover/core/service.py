@@ -7,6 +7,8 @@ has one (a repeat is answered as it was the first time, `plan`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from carryover.bundle import ModelBundle
 from carryover.core.apply import Applier
 from carryover.core.domain import KeyRecord, digest
@@ -77,6 +79,15 @@ class PredictionService:
         if isinstance(stored, Unsupported):
             raise ItemFormatUnsupported(f"user {user_id!r}: the saved state is of item format {stored.format}")
         return Write(state=None) if needs_tombstone(stored) else None
+
+    def warm(self) -> None:
+        """Runs every model of the bundle once, one row from zero: what a snapshot should hold (`snapstart.py`)."""
+        for model in self.bundle.models:
+            model.engine.run(np.zeros((1, model.manifest.input.features), np.float32), model.manifest.zero_state())
+
+    def renew(self) -> None:
+        """After a snapshot's restore: the store's cache emptied, its connections made again."""
+        self._store.renew()
 
     def health(self) -> None:
         """The model is loaded (or this service would not exist); the store answers a read."""

@@ -18,6 +18,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from carryover.engine import Batched, EngineResult, slide_many, split_windows
 from carryover.manifest import Manifest
+from carryover.native import notices_dropped
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class _Bound:
 
 
 def _bind(flatbuffer: bytes) -> _Bound:
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
-    interpreter.allocate_tensors()
+    with notices_dropped():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" (C++, on stderr)
+        interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+        interpreter.allocate_tensors()
     runner = interpreter.get_signature_runner()  # the bundle's one signature; only its names are kept
     details = runner.get_input_details()
     inputs = {name: detail["index"] for name, detail in details.items()}

@@ -9,30 +9,56 @@ local API's.
 
 from __future__ import annotations
 
+import copy
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from carryover.store.blobs import BlobStore, offload, resolve
+from carryover.store.cache import ItemCache
 from carryover.store.codec import GUARD_ATTRIBUTES, encode, item_key, parse
-from carryover.store.item import WRITE_ID_BYTES, Absent, Attempt, Item, Lifetimes, Stored, Write, successor
+from carryover.store.item import (
+    WRITE_ID_BYTES,
+    Absent,
+    Attempt,
+    Item,
+    Lifetimes,
+    Live,
+    Stored,
+    Write,
+    Written,
+    successor,
+)
 
 Clock = Callable[[], datetime]
 
 
 class WriteConflict(Exception):
     """The item changed since it was read. `ambiguous`: the write may still have landed (an earlier try of it
-    had its answer lost), so only a later read can tell; otherwise it surely did not."""
+    had its answer lost), so only a later read can tell; otherwise it surely did not. `found`: the raw item the
+    refused write found, as the store returned it (`NO_ITEM`: none; None: not returned), and `current` the
+    same item as read, which the next attempt plans from without reading again."""
 
-    def __init__(self, write: Attempt, ambiguous: bool) -> None:
+    def __init__(self, write: Attempt, ambiguous: bool, found: Item | None = None) -> None:
         super().__init__(write.write_id.hex())
-        self.write, self.ambiguous = write, ambiguous
+        self.write, self.ambiguous, self.found = write, ambiguous, found
+        self.current: Stored | None = None
+
+
+NO_ITEM: Item = {}  # what a refused write found when there is no item
 
 
 def guard(item: Item) -> Item:
     """The attributes a write is conditional on, as `item` holds them."""
     return {name: item[name] for name in GUARD_ATTRIBUTES if name in item}
+
+
+def _as_kept(written: Written, written_guard: Item) -> Written:
+    """The item a write left, as the cache keeps it: with its guard, without the rows it logged."""
+    kept = replace(written, guard=written_guard)
+    return replace(kept, logged=()) if isinstance(kept, Live) else kept
 
 
 class StateStore(ABC):
@@ -44,6 +70,7 @@ class StateStore(ABC):
         self._blobs: BlobStore | None = None  # where state blobs go when the item cannot hold them (`blobs.py`)
         self._offloads = False
         self._logged_rows = True
+        self._cache: ItemCache | None = None  # the items this instance last wrote or saw (`cache.py`)
 
     def keep_states_in(self, blobs: BlobStore, always: bool, logged_rows: bool = False) -> None:
         """Items naming state objects are read from `blobs`; with `always`, every write keeps its states there. The
@@ -51,23 +78,58 @@ class StateStore(ABC):
         a request never does: the item read for it lacks them)."""
         self._blobs, self._offloads, self._logged_rows = blobs, always, logged_rows
 
-    def _parsed(self, item: Item | None, now: datetime) -> Stored:
-        return parse(None if item is None else resolve(item, self._blobs, self._logged_rows), now)
+    def keep_items(self, limit_bytes: int) -> None:
+        """Keeps the items last written or seen, at most `limit_bytes` of them, for `load_many(cached=True)`."""
+        self._cache = ItemCache(limit_bytes) if limit_bytes > 0 else None
+
+    def renew(self) -> None:
+        """After a snapshot's restore: the cache emptied (other instances have written since it was taken), the
+        connections made again (`snapstart.py`)."""
+        if self._cache is not None:
+            self._cache.clear()
+        if self._blobs is not None:
+            self._blobs.renew()
+        self._reconnect()
+
+    @abstractmethod
+    def _reconnect(self) -> None:
+        """Makes the store's connections again (a store of local files keeps its own)."""
+
+    def answered_from_cache(self, stored: Stored) -> bool:
+        """Whether `stored` came from the cache: a write conditional on it proves it right; nothing else does."""
+        return self._cache is not None and self._cache.answered(stored)
+
+    def _seen(self, user_id: str, item: Item | None, now: datetime) -> Stored:
+        """What `item`, just read, holds; remembered as the user's item."""
+        if item is not None:
+            item = resolve(item, self._blobs, self._logged_rows)
+        stored = parse(item, now)
+        if self._cache is not None:
+            self._cache.put(user_id, copy.copy(stored))
+        return stored
 
     def load(self, user_id: str) -> Stored:
         """The user's item as the store holds it now (strongly consistent)."""
-        return self._parsed(self._get(user_id), self._clock())
+        return self._seen(user_id, self._get(user_id), self._clock())
 
-    def load_many(self, user_ids: Sequence[str]) -> dict[str, Stored]:
-        """Every user's item as `load` reads it, in as few reads as the store allows (strongly consistent)."""
-        if len(user_ids) == 1:
-            return {user_ids[0]: self.load(user_ids[0])}
-        found = self._get_many(user_ids) if user_ids else {}
+    def load_many(self, user_ids: Sequence[str], cached: bool = False) -> dict[str, Stored]:
+        """Every user's item as `load` reads it, in as few reads as the store allows (strongly consistent); with
+        `cached`, those the cache holds are answered from it, unread."""
         now = self._clock()
-        return {user_id: self._parsed(found.get(user_id), now) for user_id in user_ids}
+        found = {}
+        if cached and self._cache is not None:
+            found = {user: held for user in user_ids if (held := self._cache.get(user, now)) is not None}
+        unread = [user for user in user_ids if user not in found]
+        if len(unread) == 1:
+            found[unread[0]] = self.load(unread[0])
+        elif unread:
+            items = self._get_many(unread)
+            found |= {user: self._seen(user, items.get(user), now) for user in unread}
+        return {user: found[user] for user in user_ids}
 
     def save(self, user_id: str, write: Write, read: Stored) -> Attempt:
-        """Writes `write` on top of `read` if the item is still as `read` left it; raises WriteConflict if not."""
+        """Writes `write` on top of `read` if the item is still as `read` left it; raises WriteConflict if not
+        (with the item as it is, when the store returned it)."""
         write_id = os.urandom(WRITE_ID_BYTES)  # never repeated, in any process or restored snapshot
         item = successor(read, write, write_id, self._clock(), self._lifetimes)
         attempt = Attempt(write_id, item.revision)
@@ -75,14 +137,27 @@ class StateStore(ABC):
         encoded = encode(item_key(user_id, self._model), item)
         if self._offloads and self._blobs is not None:
             offload(encoded, self._blobs)  # the objects first: the item, written next, is the commit point
-        self._put(user_id, encoded, condition, attempt)
+        try:
+            self._put(user_id, encoded, condition, attempt)
+        except WriteConflict as conflict:
+            if conflict.found is not None:
+                conflict.current = self._seen(user_id, conflict.found or None, self._clock())
+            elif self._cache is not None:
+                self._cache.drop(user_id)
+            raise
+        except BaseException:
+            if self._cache is not None:
+                self._cache.drop(user_id)  # the write may or may not have landed
+            raise
+        if self._cache is not None:
+            self._cache.put(user_id, _as_kept(item, guard(encoded)))
         return attempt
 
     def scan(self) -> Iterator[tuple[str, Stored]]:
         """Every user's item of this model (a bulk read: for export, not for serving)."""
         now = self._clock()
         for user_id, item in self._scan():
-            yield user_id, self._parsed(item, now)
+            yield user_id, parse(resolve(item, self._blobs, self._logged_rows), now)
 
     @abstractmethod
     def _scan(self) -> Iterator[tuple[str, Item]]:

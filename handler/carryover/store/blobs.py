@@ -18,6 +18,7 @@ from typing import Any
 
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
+from carryover.snapstart import renewed
 from carryover.store.item import Attribute, Item
 
 STATE_REF = "state_ref"  # the answering version's state, by its object's name
@@ -39,12 +40,19 @@ class BlobStore(ABC):
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """The objects that exist of `keys`."""
 
+    @abstractmethod
+    def renew(self) -> None:
+        """Makes the connections again, after a snapshot's restore (local files keep their own)."""
+
 
 class S3Blobs(BlobStore):
     """Objects in an S3 bucket under `prefix` (the stack's state bucket, private and encrypted)."""
 
     def __init__(self, client: Any, bucket: str, prefix: str = "states/") -> None:
         self._client, self._bucket, self._prefix = client, bucket, prefix
+
+    def renew(self) -> None:
+        self._client = renewed(self._client)
 
     def put(self, key: str, data: bytes) -> None:
         with _unavailable("put_object"):

@@ -14,7 +14,8 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
-from carryover.store import Clock, StateStore, WriteConflict
+from carryover.snapstart import renewed
+from carryover.store import NO_ITEM, Clock, StateStore, WriteConflict
 from carryover.store.codec import GUARD_ATTRIBUTES, PARTITION_KEY, SORT_KEY, item_key
 from carryover.store.item import Attempt, Item, Lifetimes
 
@@ -80,6 +81,9 @@ class DynamoDBStateStore(StateStore):
         self._client = client
         self._table = table
 
+    def _reconnect(self) -> None:
+        self._client = renewed(self._client)
+
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One DynamoDB call on the table (botocore retries it); StoreUnavailable when DynamoDB cannot be reached
         or keeps refusing."""
@@ -143,10 +147,12 @@ class DynamoDBStateStore(StateStore):
         self._call("get_item", Key=item_key(HEALTH_KEY, self._model), ConsistentRead=False)
 
     def _put(self, user_id: str, item: Item, guard: Item | None, attempt: Attempt) -> None:
+        """A conditional PutItem; refused, it returns the item it found (ALL_OLD), read once more by nobody."""
         try:
-            self._call("put_item", Item=item, **condition(guard))
+            self._call("put_item", Item=item, ReturnValuesOnConditionCheckFailure="ALL_OLD", **condition(guard))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 retried = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0  # by botocore
-                raise WriteConflict(attempt, ambiguous=retried) from None
+                found = cast("Item", error.response.get("Item")) or NO_ITEM
+                raise WriteConflict(attempt, ambiguous=retried, found=found) from None
             raise

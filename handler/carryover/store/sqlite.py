@@ -6,7 +6,8 @@ Durability (WAL journal): "process" (synchronous=NORMAL) answers a write once it
 which survives the server being killed at any point; "machine" (synchronous=FULL) also fsyncs the WAL at every
 commit, which survives an OS crash or a power cut, at the price of an fsync per commit. Writes are committed by
 one writer thread, in groups: the requests waiting when a commit starts share the next one, so concurrent
-requests for different users do not wait for each other's commits. Several processes may share one file: WAL
+requests for different users do not wait for each other's commits; a thread of its own copies the WAL into the
+database, so that no commit pays for it. Several processes may share one file: WAL
 lets them read while one writes, and the write lock is held for one group's transaction only.
 
 A write the database refuses (disk full, read-only, locked past the busy timeout, an I/O error) raises
@@ -17,6 +18,7 @@ start-up and then hourly, as DynamoDB's TTL would.
 
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -31,7 +33,7 @@ from typing import Literal
 from carryover.core.history import LogEntry, RowLog
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
-from carryover.store import StateStore, WriteConflict, guard
+from carryover.store import NO_ITEM, StateStore, WriteConflict, guard
 from carryover.store.blobs import BlobStore, resolve
 from carryover.store.codec import TTL_ATTRIBUTE, epoch, from_json, parse, to_json
 from carryover.store.item import Attempt, Item, Lifetimes, landed
@@ -62,6 +64,8 @@ CREATE TABLE IF NOT EXISTS log (
 ) WITHOUT ROWID;
 """
 GROUP_MOST = 256  # writes committed together at most
+CHECKPOINT_EVERY_S = 1.0  # the WAL copied into the database this often, by a thread of its own
+AUTOCHECKPOINT_PAGES = 10_000  # a commit checkpoints itself only past this (40 MB of WAL): a safety net
 SWEEP_EVERY_S = 3600.0
 
 
@@ -77,6 +81,7 @@ class _Pending:
     landed: bool = False
     ambiguous: bool = False  # after a failed commit, the item could not tell whether it landed
     error: StoreUnavailable | None = None
+    found: Item | None = None  # refused: the item it found (NO_ITEM: none)
 
 
 class SQLiteStateStore(StateStore):
@@ -97,7 +102,11 @@ class SQLiteStateStore(StateStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._failures("open"):
             self._writer = self._connect(shared=True)
+            self._writer.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._writer.executescript(SCHEMA)
+        self._closing = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoints, name="sqlite-checkpoints", daemon=True)
+        self._checkpointer.start()
         self._swept = -SWEEP_EVERY_S  # the first group sweeps: start-up does not wait for it
         self._thread = threading.Thread(target=self._write_groups, name="sqlite-writer", daemon=True)
         self._thread.start()
@@ -113,12 +122,28 @@ class SQLiteStateStore(StateStore):
 
     @contextmanager
     def _failures(self, operation: str) -> Iterator[None]:
-        """sqlite3's errors as the store's: StoreUnavailable, the cause logged."""
+        """sqlite3's errors as the store's: StoreUnavailable, the cause logged; and files it cannot write refused
+        up front (`_writable`)."""
+        self._writable(operation)
         try:
             yield
         except sqlite3.Error as error:
             logger.warning("state store unavailable", extra={"operation": operation, "cause": str(error)})
             raise StoreUnavailable(str(error)) from error
+
+    def _writable(self, operation: str) -> None:
+        """StoreUnavailable when a file of the database cannot be written: every connection, a reader too, writes
+        into the memory-mapped `-shm` file, and a write the file system refuses there is a SIGBUS that kills the
+        process, not an error SQLite could return."""
+        path = self._unwritable()
+        if path is not None:
+            logger.warning("state store unavailable", extra={"operation": operation, "cause": "not writable"})
+            raise StoreUnavailable(f"{path} cannot be written")
+
+    def _unwritable(self) -> str | None:
+        """The first file of the database that exists and cannot be written."""
+        paths = (f"{self.path}{suffix}" for suffix in ("", "-wal", "-shm"))
+        return next((path for path in paths if not os.access(path, os.W_OK) and os.path.exists(path)), None)
 
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
@@ -151,6 +176,9 @@ class SQLiteStateStore(StateStore):
             )
             return {user_id: from_json(item) for user_id, item in rows.fetchall()}
 
+    def _reconnect(self) -> None:
+        """Nothing to make again: the connections are to a local file."""
+
     def ping(self) -> None:
         with self._failures("ping"):
             self._reader().execute("SELECT 1 FROM items LIMIT 1").fetchall()
@@ -162,11 +190,26 @@ class SQLiteStateStore(StateStore):
         if pending.error is not None:
             raise pending.error
         if not pending.landed:
-            raise WriteConflict(attempt, ambiguous=pending.ambiguous)
+            raise WriteConflict(attempt, ambiguous=pending.ambiguous, found=pending.found)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self._closing.set()
+        self._checkpointer.join()
+
+    def _checkpoints(self) -> None:
+        """Copies the WAL into the database every CHECKPOINT_EVERY_S, passively (never waiting on a reader or the
+        writer), so that no commit does it: a commit that checkpoints takes ten times as long as one that does not."""
+        connection = self._connect()
+        while not self._closing.wait(CHECKPOINT_EVERY_S):
+            if self._unwritable() is not None:  # touching the -shm file then could be a SIGBUS (`_writable`)
+                continue
+            try:
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as error:
+                logger.debug("checkpoint skipped", extra={"cause": str(error)})
+        connection.close()
 
     def _write_groups(self) -> None:
         """The writer thread: each group of waiting writes in one transaction, one commit."""
@@ -229,9 +272,13 @@ class SQLiteStateStore(StateStore):
         """The write, if the item is still as its writer read it; False (nothing written) if not."""
         key = (pending.user_id, self._model)
         row = self._writer.execute("SELECT item FROM items WHERE user_id = ? AND model = ?", key).fetchone()
-        if (row is None) != (pending.condition is None):
-            return False
-        if row is not None and guard(from_json(row[0])) != pending.condition:
+        current = None if row is None else from_json(row[0])
+        if current is None or pending.condition is None:
+            refused = (current is None) != (pending.condition is None)
+        else:
+            refused = guard(current) != pending.condition
+        if refused:
+            pending.found = current or NO_ITEM
             return False
         expires_at = int(pending.item[TTL_ATTRIBUTE]["N"])
         self._writer.execute(
@@ -306,6 +353,9 @@ class SQLiteBlobs(BlobStore):
 
     def __init__(self, path: Path, clock: Callable[[], datetime], busy_timeout_s: float = 5.0) -> None:
         self._path, self._clock, self._busy_timeout_s = path, clock, busy_timeout_s
+
+    def renew(self) -> None:
+        """Nothing to make again: each call connects to the local file anew."""
 
     @contextmanager
     def _connected(self, operation: str) -> Iterator[sqlite3.Connection]:

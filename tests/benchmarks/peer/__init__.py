@@ -2,8 +2,9 @@
 
 TorchServe's sequence batching keeps each sequence's (h, c) in its Python worker's memory (the handler's LRU
 cache, keyed by the `ts_request_sequence_id` header): nothing is written anywhere, and a restart loses it.
-carryover writes each user's state to a durable store on every request. The bench sends 1-row requests
-continuing one sequence to both, over HTTP, alternating request by request, in one run.
+carryover writes each user's state to a durable store on every request. The bench sends both, over HTTP,
+alternating request by request, in one run: 1-row requests continuing one sequence, then 1-row and 10-row requests
+continuing 20 users' sequences round-robin (a connection each).
 
     make bench-peer          # installs .venv-peer from requirements-peer.lock once, then:
     python -m tests.benchmarks.peer BUNDLE_DIR

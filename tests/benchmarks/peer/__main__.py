@@ -1,12 +1,13 @@
 """`make bench-peer`: carryover's local API and TorchServe 0.12.0's stateful inference, same model, same run.
 
-    python -m tests.benchmarks.peer BUNDLE_DIR [--venv .venv-peer] [--requests 300] [--warmup 300]
+    python -m tests.benchmarks.peer BUNDLE_DIR [--venv .venv-peer] [--requests 1000] [--warmup 300]
         [--workdir DIR] [--json FILE] [--quiet-torchserve-logs]
 
 Starts the local API as `make run` does (a process of its own, a free port, its state in a temporary SQLite
-file) and TorchServe from the peer venv, checks both against Keras on a chunked sequence, then times 1-row requests
-continuing one sequence on each, alternating request by request, and prints one line per figure. TorchServe's
-files and logs go to a temporary folder, removed after a run that succeeded (or to --workdir, kept).
+file) and TorchServe from the peer venv, checks both against Keras on a chunked sequence, then times, on each
+server, alternating request by request: 1-row requests continuing one sequence, then 20 users' sequences continued
+round-robin with 1-row and with 10-row requests; prints one line per figure. TorchServe's files and logs go to a
+temporary folder, removed after a run that succeeded (or to --workdir, kept).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from tests.benchmarks.peer.torchserve import (
     CHUNKS,
+    LOADS,
     ROOT,
     TOLERANCE,
+    Load,
     available,
     check,
     running,
@@ -41,8 +45,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv-peer", help="the peer venv (default: .venv-peer)")
-    parser.add_argument("--requests", type=int, default=300, help="timed requests per server (default 300)")
-    parser.add_argument("--warmup", type=int, default=300, help="untimed requests per server first (default 300)")
+    parser.add_argument("--requests", type=int, default=1000, help="timed requests per server and load (default 1000)")
+    parser.add_argument(
+        "--warmup", type=int, default=300, help="untimed requests per server and load first (default 300)"
+    )
     parser.add_argument("--workdir", type=Path, help="TorchServe's files and logs (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
@@ -67,42 +73,55 @@ def main() -> None:
                 reference = weights_dir(workdir)
                 diffs = {"torchserve": check(url, reference, "torchserve")}
                 diffs["carryover"] = check(carryover, reference, "carryover")
-                say(f"timing {args.requests} requests per server after {args.warmup} warm-ups, alternating")
-                result = side_by_side(url, carryover, args.requests, args.warmup)
+                loads = {}
+                for load in LOADS:
+                    say(f"timing {load.describe()}: {args.requests} per server after {args.warmup} warm-ups")
+                    loads[load.name] = side_by_side(url, carryover, load, args.requests, args.warmup)
     except BaseException:
         print(f"TorchServe peer: its files and logs are kept in {workdir}", file=sys.stderr)
         raise
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
-    result["check_max_abs_diff_vs_keras"] = diffs
+    result = {"requests": args.requests, "warmup": args.warmup, "loads": loads, "check_max_abs_diff_vs_keras": diffs}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
-    _print(result, diffs, args.quiet_torchserve_logs)
+    _print_checks(diffs)
+    for load in LOADS:
+        _print_load(load, result["loads"][load.name], args.requests)
+    _print_notes(args.quiet_torchserve_logs)
 
 
-def _print(result: dict, diffs: dict[str, float], quiet: bool) -> None:
-    steps, count = sum(CHUNKS), result["requests"]
-    ts, co = result["torchserve"], result["carryover"]
+def _print_checks(diffs: dict[str, float]) -> None:
     chunks = ", ".join(map(str, CHUNKS))
     print(
-        f"check, TorchServe vs Keras: max abs diff {diffs['torchserve']:.2e} over a {steps}-row sequence sent in "
-        f"chunks of {chunks} (limit {TOLERANCE:.0e}): the PyTorch twin computes the bundle's model, state carried"
+        f"check, TorchServe vs Keras: max abs diff {diffs['torchserve']:.2e} over a {sum(CHUNKS)}-row sequence sent "
+        f"in chunks of {chunks} (limit {TOLERANCE:.0e}): the PyTorch twin computes the bundle's model, state carried"
     )
     print(f"check, carryover vs Keras: max abs diff {diffs['carryover']:.2e} on the same chunks")
-    for name, figures in (("TorchServe 0.12.0", ts), ("carryover local API", co)):
+
+
+def _print_load(load: Load, result: dict[str, Any], count: int) -> None:
+    """Six lines: p50 and p99 per server, then the two ratios, each starting with the load's label."""
+    for name, figures in (("TorchServe 0.12.0", result["torchserve"]), ("carryover local API", result["carryover"])):
         print(
-            f"{name} p50 {figures['p50_ms']:.1f} ms: the median time, seen by the client over a keep-alive "
-            f"HTTP connection, of a 1-row request continuing one sequence ({count} timed)"
+            f"{load.label} {name} p50 {figures['p50_ms']:.1f} ms: the median time, seen by the client over a"
+            f" keep-alive HTTP connection, of {load.describe()} ({count} timed)"
         )
         print(
-            f"{name} p99 {figures['p99_ms']:.1f} ms: 99% of those requests took at most this "
+            f"{load.label} {name} p99 {figures['p99_ms']:.1f} ms: 99% of those requests took at most this "
             f"(mean {figures['mean_ms']:.1f} ms, max {figures['max_ms']:.1f} ms, reconnects {figures['reconnects']})"
         )
     print(
-        f"carryover / TorchServe p50 {result['carryover_over_torchserve_p50']:.2f}x: carryover's median request "
-        "takes this many times TorchServe's (below 1: carryover is faster)"
+        f"{load.label} carryover / TorchServe p50 {result['carryover_over_torchserve_p50']:.2f}x: carryover's median "
+        "request takes this many times TorchServe's (below 1: carryover is faster)"
     )
-    print(f"carryover / TorchServe p99 {result['carryover_over_torchserve_p99']:.2f}x: the same at the 99th percentile")
+    print(
+        f"{load.label} carryover / TorchServe p99 {result['carryover_over_torchserve_p99']:.2f}x: the same at the 99th "
+        "percentile"
+    )
+
+
+def _print_notes(quiet: bool) -> None:
     logs = "at warn (--quiet-torchserve-logs)" if quiet else "at its default (DEBUG and an access line per request)"
     print(f"TorchServe's logging was {logs}")
     print(

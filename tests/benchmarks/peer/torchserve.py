@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -29,10 +30,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]  # the repository: tests/benchmarks/peer -> .
 MODEL = "seed_lstm"
 FEATURES = 8
-# One sequence id for the start probe, the check and the bench. With batchSize 1 TorchServe's sequence dispatcher
-# serves about 2 open sequences per worker, and a sequence stays open until idle sequenceMaxIdleMSec (60 s):
-# a third one's requests wait that long.
+# The sequence id of the start probe, the check and the one-sequence bench; the users' are SEQUENCE-user-<i>.
+# TorchServe keeps each sequence open until idle sequenceMaxIdleMSec (60 s), holding one thread of its dispatcher
+# (batchSize + 1 threads): see model-config.yaml for how many the bench needs.
 SEQUENCE = "carryover-peer"
+USERS = 20  # sequences the multi-user bench continues round-robin; model-config.yaml: batchSize >= USERS + 1
+ANSWER_TIMEOUT_S = 30.0  # a request unanswered this long fails the run (TorchServe waits 60 s for a thread)
 CHUNKS = (1, 5, 1, 13, 2, 15)  # 37 rows: the Keras reference sent in pieces, so the state must carry over
 TOLERANCE = 1e-5
 START_TIMEOUT_S = 240.0
@@ -251,11 +254,11 @@ def _stop(
 class _Sequence:
     """One keep-alive connection (http.client) continuing one sequence on one server; each answer checked."""
 
-    def __init__(self, url: str, kind: Kind, sequence: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, kind: Kind, sequence: str, timeout_s: float = ANSWER_TIMEOUT_S) -> None:
         parts = urlsplit(url)
         if parts.hostname is None:
             raise ValueError(f"not a URL: {url}")
-        self.kind, self.sequence = kind, sequence
+        self.kind, self.sequence, self.timeout_s = kind, sequence, timeout_s
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
         base = parts.path.rstrip("/")
         self.path = base if kind == "torchserve" else f"{base}/users/{sequence}/predict"
@@ -284,7 +287,13 @@ class _Sequence:
 
     def predict(self, rows: list[list[float]], reset: bool = False) -> dict[str, Any]:
         """The answer of a 200 that continued the sequence by len(rows) steps (or restarted it, with reset)."""
-        status, data = self.post(rows, reset)
+        try:
+            status, data = self.post(rows, reset)
+        except TimeoutError:
+            raise PeerError(
+                f"{self.kind}: no answer in {self.timeout_s:g} s for sequence {self.sequence} (TorchServe: "
+                "its sequence dispatcher may have no thread free for it, see model-config.yaml)"
+            ) from None
         if status != 200:
             raise PeerError(f"{self.kind}: HTTP {status}: {data[:300]!r}")
         answer: dict[str, Any] = json.loads(data)
@@ -324,41 +333,77 @@ def check(url: str, reference: Path, kind: Kind = "torchserve", sequence: str = 
     return diff
 
 
-def _figures(samples: list[float], client: _Sequence) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Load:
+    """What one measurement sends each server: `rows`-row requests continuing `users` sequences round-robin
+    (request i continues sequence i % users), a keep-alive connection per sequence."""
+
+    users: int
+    rows: int
+
+    @property
+    def name(self) -> str:
+        """Its key in the JSON result."""
+        return f"users_{self.users}_rows_{self.rows}"
+
+    @property
+    def label(self) -> str:
+        """Its short name for people: [1 sequence, 1 row], [20 users, 10 rows]."""
+        who = "1 sequence" if self.users == 1 else f"{self.users} users"
+        return f"[{who}, {self.rows} {'row' if self.rows == 1 else 'rows'}]"
+
+    def sequences(self) -> list[str]:
+        """One sequence: the check's; many: a user id each."""
+        return [SEQUENCE] if self.users == 1 else [f"{SEQUENCE}-user-{index}" for index in range(self.users)]
+
+    def describe(self) -> str:
+        """What one timed request is, for people."""
+        request = f"a {self.rows}-row request continuing "
+        if self.users == 1:
+            return request + "one sequence"
+        return request + f"one of {self.users} users' sequences, round-robin, a connection each"
+
+
+LOADS = (Load(1, 1), Load(USERS, 1), Load(USERS, 10))
+
+
+def _figures(samples: list[float], clients: list[_Sequence]) -> dict[str, Any]:
+    """p50, p99, mean and max ms; the steps the sequences reached, added up, and the reconnects."""
     cuts = statistics.quantiles(samples, n=100, method="inclusive")  # linear, as numpy.percentile
     return {
         "p50_ms": round(cuts[49], 3),
         "p99_ms": round(cuts[98], 3),
         "mean_ms": round(statistics.fmean(samples), 3),
         "max_ms": round(max(samples), 3),
-        "steps": client.steps,
-        "reconnects": client.reconnects,
+        "steps": sum(client.steps or 0 for client in clients),
+        "reconnects": sum(client.reconnects for client in clients),
     }
 
 
 def side_by_side(
-    torchserve_url: str, carryover_url: str, requests: int, warmup: int, sequence: str = SEQUENCE, seed: int = 0
+    torchserve_url: str, carryover_url: str, load: Load, requests: int, warmup: int, seed: int = 0
 ) -> dict[str, Any]:
-    """1-row requests continuing one sequence on each server, alternating request by request (so both meet the
-    same load), one keep-alive connection each; each must answer 200 with one more step. Returns p50/p99 ms per
-    server and carryover's over TorchServe's."""
+    """`load` on each server, alternating request by request (so both meet the same load) with the same rows;
+    each request must answer 200 with its sequence `load.rows` steps further. Returns p50/p99 ms per server and
+    carryover's over TorchServe's."""
     if requests < 2:
         raise ValueError("requests must be at least 2")
     rng = random.Random(seed)
-    clients = {"torchserve": _Sequence(torchserve_url, "torchserve", sequence)}
-    clients["carryover"] = _Sequence(carryover_url, "carryover", sequence)
-    samples: dict[str, list[float]] = {name: [] for name in clients}
+    urls: dict[Kind, str] = {"torchserve": torchserve_url, "carryover": carryover_url}
+    clients = {kind: [_Sequence(url, kind, sequence) for sequence in load.sequences()] for kind, url in urls.items()}
+    samples: dict[str, list[float]] = {kind: [] for kind in clients}
     try:
         for index in range(warmup + requests):
-            for name, client in clients.items():
-                elapsed = client.timed([[round(rng.gauss(0, 1), 6) for _ in range(FEATURES)]])
+            rows = [[round(rng.gauss(0, 1), 6) for _ in range(FEATURES)] for _ in range(load.rows)]
+            for kind, users in clients.items():
+                elapsed = users[index % load.users].timed(rows)
                 if index >= warmup:
-                    samples[name].append(elapsed)
+                    samples[kind].append(elapsed)
     finally:
-        for client in clients.values():
+        for client in (client for users in clients.values() for client in users):
             client.close()
-    result: dict[str, Any] = {"requests": requests, "warmup": warmup}
-    result |= {name: _figures(samples[name], client) for name, client in clients.items()}
+    result: dict[str, Any] = {"users": load.users, "rows": load.rows}
+    result |= {kind: _figures(samples[kind], users) for kind, users in clients.items()}
     for q in ("p50", "p99"):
         result[f"carryover_over_torchserve_{q}"] = round(
             result["carryover"][f"{q}_ms"] / result["torchserve"][f"{q}_ms"], 2

@@ -199,7 +199,8 @@ def test_a_request_reads_its_state_object_but_never_the_rows_logged_beside_it(sm
         s3.meta.events.register(
             f"before-call.s3.{name}", lambda name=name, **_: calls.__setitem__(name, calls[name] + 1)
         )
-    http = streams.ways_in(small, "litert", serving, settings_for(small, {}), streams.Sinks.create(boto3)).http
+    uncached = settings_for(small, {"ITEM_CACHE_MB": "0"})  # every request reads its item
+    http = streams.ways_in(small, "litert", serving, uncached, streams.Sinks.create(boto3)).http
     for index in range(5):
         assert http.predict("reader", rows(2, index)).status == 200
     assert calls == {"GetObject": 4, "PutObject": 10}  # the first request found no item

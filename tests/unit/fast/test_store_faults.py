@@ -41,10 +41,11 @@ def dynamodb(server):
 
 @pytest.fixture
 def faulty(make_client, server, dynamodb):
-    """A handler whose DynamoDB client makes ATTEMPTS attempts per call, and a way to break one operation."""
+    """A handler whose DynamoDB client makes ATTEMPTS attempts per call, and a way to break one operation; the
+    user's item written by another instance (this one reads it before writing)."""
     client = dynamodb_client(server.endpoint, connect_timeout=0.5, read_timeout=0.5, max_attempts=ATTEMPTS)
+    assert make_client().predict(USER, [ROW]).status == 200
     handler = make_client(client=client)
-    assert handler.predict(USER, [ROW]).status == 200
     attempts: list[str] = []
 
     def inject(operation: str, fault) -> None:
