@@ -8,6 +8,7 @@ little-endian float32.
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -96,14 +97,19 @@ class Manifest(_Spec):
         rows = "x".join(str(size) for size in (self.window, *(self.input.shape or (self.input.features,))))
         return f"window:{rows}:{self.input.kind}"
 
-    @property
-    def state_shapes(self) -> list[int]:
+    @cached_property
+    def state_shapes(self) -> tuple[int, ...]:
         """Length of every state tensor, in store layout order."""
-        return [spec.units for spec in self.states for _ in spec.tensors]
+        return tuple(spec.units for spec in self.states for _ in spec.tensors)
 
-    @property
+    @cached_property
     def state_bytes(self) -> int:
         return sum(self.state_shapes) * STATE_DTYPE.itemsize
+
+    @cached_property
+    def _state_slices(self) -> tuple[slice, ...]:
+        ends = np.cumsum(self.state_shapes).tolist()
+        return tuple(slice(end - units, end) for units, end in zip(self.state_shapes, ends, strict=True))
 
     def zero_state(self) -> list[np.ndarray]:
         return [np.zeros(units, dtype=np.float32) for units in self.state_shapes]
@@ -115,9 +121,8 @@ class Manifest(_Spec):
         """The state tensors in `blob`, or None when it does not fit this model's layout."""
         if len(blob) != self.state_bytes:
             return None
-        flat = np.frombuffer(blob, dtype=STATE_DTYPE).astype(np.float32)
-        bounds = np.cumsum(self.state_shapes)[:-1]
-        return [part.copy() for part in np.split(flat, bounds)]
+        flat = np.frombuffer(blob, dtype=STATE_DTYPE).astype(np.float32)  # a copy of its own: the parts are views
+        return [flat[part] for part in self._state_slices]
 
     def output_values(self, rows: int) -> int:
         """How many values a response to `rows` timesteps holds."""

@@ -86,7 +86,7 @@ def test_content_hash_follows_weights_only():
 
 def test_state_layout_round_trips_and_refuses_wrong_sizes(served):
     manifest: Manifest = served["stacked"].manifest
-    assert manifest.state_shapes == [16, 12, 12]
+    assert manifest.state_shapes == (16, 12, 12)
     tensors = [np.arange(n, dtype=np.float32) + i for i, n in enumerate(manifest.state_shapes)]
     blob = manifest.pack_state(tensors)
     assert len(blob) == manifest.state_bytes == 40 * 4

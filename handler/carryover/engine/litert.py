@@ -21,12 +21,13 @@ from carryover.manifest import Manifest
 from carryover.native import notices_dropped
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Bound:
     interpreter: Interpreter
     inputs: dict[str, int]  # signature name -> tensor index
     outputs: dict[str, int]
     batch_free: bool  # the signature takes any number of sequences (bundles of earlier releases take one)
+    batch: int = 1  # the sequences its inputs are sized for now
 
 
 def _bind(flatbuffer: bytes) -> _Bound:
@@ -76,17 +77,19 @@ class LiteRTEngine(Batched):
         """The thread's interpreter, its inputs resized to `batch` sequences when another number came last."""
         bound = self._interpreters.get()
         interpreter = bound.interpreter
-        if interpreter.get_tensor(bound.inputs["x"]).shape[0] != batch:
+        if bound.batch != batch:
             interpreter.resize_tensor_input(bound.inputs["x"], [batch, self._features])
             for name, size in zip(self._states, units, strict=True):
                 interpreter.resize_tensor_input(bound.inputs[name], [batch, size])
             interpreter.allocate_tensors()
+            bound.batch = batch
         return bound
 
     def run_many(self, inputs: Sequence[np.ndarray], states: Sequence[list[np.ndarray]]) -> list[EngineResult]:
         if len(inputs) > 1 and not self._interpreters.get().batch_free:
             return [self.run(rows, state) for rows, state in zip(inputs, states, strict=True)]
         lengths = np.array([len(rows) for rows in inputs])
+        shortest = int(lengths.min())  # before it, no sequence's rows have ended
         padded = np.zeros((int(lengths.max()), len(inputs), self._features), np.float32)
         for index, rows in enumerate(inputs):
             padded[: len(rows), index] = rows
@@ -105,12 +108,11 @@ class LiteRTEngine(Batched):
             for collected, tensor_id in zip(steps, output_ids, strict=True):
                 collected.append(interpreter.get_tensor(tensor_id))
             reached = [interpreter.get_tensor(tensor_id) for tensor_id in state_out]
-            done = t >= lengths  # sequences whose rows have ended keep the state they reached
-            current = (
-                [np.where(done[:, np.newaxis], s, new) for s, new in zip(current, reached, strict=True)]
-                if done.any()
-                else reached
-            )
+            if t < shortest:
+                current = reached
+            else:  # sequences whose rows have ended keep the state they reached
+                done = (t >= lengths)[:, np.newaxis]
+                current = [np.where(done, s, new) for s, new in zip(current, reached, strict=True)]
         stacked = [np.stack(collected) for collected in steps]  # (steps, batch, units)
         return [
             EngineResult(
