@@ -146,7 +146,7 @@ test-fast: venv
 	$(PY) -m pytest tests/unit/fast -m fast -n auto --maxprocesses 4 -q
 
 bench: model venv
-	$(PY) -m tests.benchmarks.bench $(BUNDLE)
+	$(PY) -m tests.benchmarks $(BUNDLE)
 
 # The peer (opt-in; about 1 GB and 1.5 min to install, once; needs java): TorchServe 0.12.0's stateful inference
 # serving the same model, measured side by side with the local API in one run (make bench runs it when installed).

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from carryover.bundle import ModelBundle
 from carryover.config import ConfigurationError, Settings
+from carryover.core.apply import WRITERS
 from carryover.core.domain import OUTBOX_LIMIT_BYTES, REPLY_LIMIT_BYTES, KeyWindow
 from carryover.core.plan import Planner, PlanRules
 from carryover.core.room import ItemRoom
@@ -29,6 +30,7 @@ def build_client(settings: Settings) -> DynamoDBClient:
         connect_timeout=settings.dynamodb_connect_timeout,
         read_timeout=settings.dynamodb_read_timeout,
         max_attempts=settings.dynamodb_max_attempts,
+        connections=WRITERS,  # a batch's writes in flight at once, each on a connection kept for the next
     )
 
 
@@ -111,9 +113,11 @@ def build_store(
         client or build_client(settings), settings.table_name, bundle.manifest.name, lifetimes(settings), clock
     )
     if settings.state_bucket:
+        from botocore.config import Config
         from botocore.session import Session
 
-        s3 = Session().create_client("s3", endpoint_url=str(settings.s3_endpoint) if settings.s3_endpoint else None)
+        endpoint = str(settings.s3_endpoint) if settings.s3_endpoint else None
+        s3 = Session().create_client("s3", endpoint_url=endpoint, config=Config(max_pool_connections=WRITERS))
         store.keep_states_in(S3Blobs(s3, settings.state_bucket), states_in_objects(bundle, settings), logged_rows)
     return store
 

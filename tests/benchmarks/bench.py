@@ -1,6 +1,6 @@
 """`make bench`: latency, compute, cold start and cost on a bundle (the demo by default), measured in one run.
 
-    python -m tests.benchmarks.bench BUNDLE_DIR [--requests N] [--users N]
+    python -m tests.benchmarks BUNDLE_DIR [--requests N] [--users N]
 The Lambda path compares (a) the seed question's approach made to work in Keras 3 (assign the saved h, c into
 the stateful layer's variables, `model.predict`, read the state back), (b) the TensorFlow engine, (c) the LiteRT
 engine; then the local API as `make run` serves it, its store with many users, the cold start (also as Lambda
@@ -43,7 +43,7 @@ from tests.benchmarks.history import history_figures
 from tests.benchmarks.objects import state_objects
 from tests.benchmarks.peer.torchserve import available
 from tests.benchmarks.round_trips import round_trips
-from tests.benchmarks.startup import startup_with_users
+from tests.benchmarks.startup import BYTES_PER_USER, startup_with_users
 from tests.clients import HandlerClient
 from tests.dynamodb_server import LOCAL_CREDENTIALS, DynamoDBProcess
 from tests.stores import DynamoDBItems
@@ -54,7 +54,6 @@ DURABLE = {"process": "survives the server being killed", "machine": "survives a
 ROOT = Path(__file__).resolve().parents[2]
 PEER_VENV = ROOT / ".venv-peer"
 BENCH_CACHE = ROOT / ".build" / "bench"
-BYTES_PER_USER = 4500  # what the start-up measure's store takes on disk a user (4.5 GB for a million, measured)
 WINDOW_ENGINES = {"LiteRT engine": "litert", "TensorFlow engine": "tensorflow"}
 # DynamoDB on-demand prices, us-east-1, as AWS published them on 2024-11-01 (USD per million request units)
 PRICES: dict[str, Any] = {"date": "2024-11-01", "region": "us-east-1", "write": 0.625, "read": 0.125}
@@ -449,7 +448,7 @@ def shipping(args: argparse.Namespace, client: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per measurement")
     parser.add_argument("--users", type=int, default=1_000_000, help="users in the local store's start-up measure")
@@ -512,6 +511,3 @@ def main() -> None:
     finally:
         dynamodb.stop()
 
-
-if __name__ == "__main__":
-    main()

@@ -76,7 +76,8 @@ def bootstrap_rate(settings: Settings, bundle: ModelBundle, client: Any, s3: Any
         for _ in range(4):
             handler.predict(name, rng.normal(size=(5, bundle.manifest.input.features)).astype(np.float32))
     Archiver(s3, BUCKET, "log/").archive(change_event(client, streams, settings.table_name))
-    store = build_store(settings, bundle, client)
+    worker = settings.model_copy(update={"dynamodb_endpoint": client.meta.endpoint_url})
+    store = build_store(worker, bundle)  # the worker's own client: its pool, timeouts and retries
     model = ServedModel(bundle.manifest.model_copy(update={"version": "bench-next"}), bundle.engine, "next")
     report.step("one worker bootstrapping them (a new version's state over each user's whole history)")
     started = time.perf_counter()

@@ -41,16 +41,22 @@ def utc_now() -> datetime:
 
 
 def dynamodb_client(
-    endpoint_url: str | None = None, connect_timeout: float = 1, read_timeout: float = 2, max_attempts: int = 3
+    endpoint_url: str | None = None,
+    connect_timeout: float = 1,
+    read_timeout: float = 2,
+    max_attempts: int = 3,
+    connections: int = 10,
 ) -> DynamoDBClient:
     """A client whose timeouts and retries are explicit: the worst case is bounded by
-    max_attempts x (connect_timeout + read_timeout) plus botocore's backoff."""
+    max_attempts x (connect_timeout + read_timeout) plus botocore's backoff. `connections`: the calls it keeps a
+    connection for at once (a call beyond them opens one and closes it after)."""
     from botocore.session import Session  # boto3's core, without boto3's own import cost (resources, s3transfer)
 
     config = Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": max_attempts},
+        max_pool_connections=connections,
     )
     return cast("DynamoDBClient", Session().create_client("dynamodb", endpoint_url=endpoint_url, config=config))
 
