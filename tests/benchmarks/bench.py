@@ -510,4 +510,3 @@ def main() -> None:
             )  # fmt: skip
     finally:
         dynamodb.stop()
-
