@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,13 +17,15 @@ NOISE = re.compile(
     rb"^To enable the following instructions|Created TensorFlow Lite XNNPACK delegate"
 )
 
+_REDIRECTING = threading.RLock()  # fd 2 is the process's: threads binding interpreters at once take turns
+
 
 @contextmanager
 def notices_dropped() -> Iterator[None]:
     """What is written to stderr meanwhile, by Python or native code, written after it but the notices."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
+    with _REDIRECTING, tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
         try:
             yield
