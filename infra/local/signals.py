@@ -10,20 +10,16 @@ from types import FrameType
 STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
-def wait_for_stop() -> int:
-    """Blocks until SIGINT or SIGTERM arrives (even where SIGINT was ignored when the process started); the
-    signal's number."""
-    stopped: list[int] = []
+def wait_for_stop() -> None:
+    """Blocks until SIGINT or SIGTERM arrives (even where SIGINT was ignored when the process started)."""
     arrived = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        stopped.append(signum)
         arrived.set()
 
     for number in STOPS:
         signal.signal(number, stop)
     arrived.wait()
-    return stopped[0]
 
 
 def exit_on_stop() -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 
 from carryover.bundle import ModelBundle, ServedModel
 from carryover.config import ConfigurationError
-from carryover.core.bootstrap import Bootstrap, Clock, Tally
+from carryover.core.bootstrap import Bootstrap, Tally
 from carryover.core.history import RowLog
 from carryover.core.writes import ConditionalWriter
-from carryover.store import StateStore
+from carryover.store import Clock, StateStore
 
 BATCH_USERS = 256  # users a batch reads, runs and writes together
 Progress = Callable[[int, Tally], None]  # users done so far, the tally so far
@@ -41,10 +41,7 @@ def bootstrap_all(
     chosen = list(users if users is not None else log.users())
     total = Tally({})
     for start in range(0, len(chosen), BATCH_USERS):
-        found = bootstrap.run(chosen[start : start + BATCH_USERS])
-        for status, count in found.users.items():
-            total.users[status] = total.users.get(status, 0) + count
-        total.rows += found.rows
+        total.merge(bootstrap.run(chosen[start : start + BATCH_USERS]))
         if progress is not None:
             progress(min(start + BATCH_USERS, len(chosen)), total)
     return total

@@ -14,28 +14,26 @@ off) is left as it is, `incomplete`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Literal
 
 import numpy as np
 
 from carryover.bundle import ServedModel
+from carryover.core.apply import WRITERS
 from carryover.core.domain import ModelState, UserState
 from carryover.core.history import History, LogEntry, RowLog, history
 from carryover.core.writes import ConditionalWriter, Planned
 from carryover.errors import ServiceError
-from carryover.store import StateStore
+from carryover.store import Clock, StateStore
 from carryover.store.item import Live, Stored, Write
 
 # written; current (already over every row); behind (the log lacks more than the newest write: run again later);
 # incomplete (the log does not reach back to the start of the user's stream); unlogged (no rows of theirs in the
 # log); absent (no state: never written, deleted or expired); failed (the store refused the write)
 Status = Literal["written", "current", "behind", "incomplete", "unlogged", "absent", "failed"]
-Clock = Callable[[], datetime]
-WRITERS = 16
 
 
 @dataclass(frozen=True)
@@ -50,12 +48,17 @@ class Needed:
 class Tally:
     """What a run did: users by status, and the rows the model ran over."""
 
-    users: dict[str, int]
+    users: dict[Status, int]
     rows: int = 0
 
-    def add(self, status: Status, rows: int = 0) -> None:
-        self.users[status] = self.users.get(status, 0) + 1
+    def add(self, status: Status, rows: int = 0, users: int = 1) -> None:
+        self.users[status] = self.users.get(status, 0) + users
         self.rows += rows
+
+    def merge(self, other: Tally) -> None:
+        for status, count in other.users.items():
+            self.add(status, users=count)
+        self.rows += other.rows
 
 
 def needed(found: History | None, stored: Stored, features: int) -> Needed | Status:

@@ -9,9 +9,8 @@ model once over all of them (`run`); a write that conflicts is planned again for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from itertools import pairwise
 
 import numpy as np
@@ -39,9 +38,8 @@ from carryover.engine import EngineResult
 from carryover.errors import AlreadyApplied, ServiceError, Unprocessable
 from carryover.observability import count_origins, record_divergence
 from carryover.requests import PredictRequest
+from carryover.store import Clock
 from carryover.store.item import Live, Stored, Write, holds, remembered_keys
-
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)

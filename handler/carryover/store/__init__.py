@@ -57,8 +57,9 @@ def guard(item: Item) -> Item:
 
 def _as_kept(written: Written, written_guard: Item) -> Written:
     """The item a write left, as the cache keeps it: with its guard, without the rows it logged."""
-    kept = replace(written, guard=written_guard)
-    return replace(kept, logged=()) if isinstance(kept, Live) else kept
+    if isinstance(written, Live):
+        return replace(written, guard=written_guard, logged=())
+    return replace(written, guard=written_guard)
 
 
 class StateStore(ABC):

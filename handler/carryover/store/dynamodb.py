@@ -153,7 +153,8 @@ class DynamoDBStateStore(StateStore):
         self._call("get_item", Key=item_key(HEALTH_KEY, self._model), ConsistentRead=False)
 
     def _put(self, user_id: str, item: Item, guard: Item | None, attempt: Attempt) -> None:
-        """A conditional PutItem; refused, it returns the item it found (ALL_OLD), read once more by nobody."""
+        """A conditional PutItem; refused, it returns the item it found (ALL_OLD): the next attempt plans from that,
+        with no read of its own."""
         try:
             self._call("put_item", Item=item, ReturnValuesOnConditionCheckFailure="ALL_OLD", **condition(guard))
         except ClientError as error:

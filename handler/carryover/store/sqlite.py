@@ -273,11 +273,7 @@ class SQLiteStateStore(StateStore):
         key = (pending.user_id, self._model)
         row = self._writer.execute("SELECT item FROM items WHERE user_id = ? AND model = ?", key).fetchone()
         current = None if row is None else from_json(row[0])
-        if current is None or pending.condition is None:
-            refused = (current is None) != (pending.condition is None)
-        else:
-            refused = guard(current) != pending.condition
-        if refused:
+        if (None if current is None else guard(current)) != pending.condition:
             pending.found = current or NO_ITEM
             return False
         expires_at = int(pending.item[TTL_ATTRIBUTE]["N"])

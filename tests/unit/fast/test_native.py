@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
+import numpy as np
+
 from carryover.bundle import ModelBundle
 from carryover.native import notices_dropped
 from tests.conftest import SMALL_BUNDLE
@@ -12,8 +14,11 @@ from tests.conftest import SMALL_BUNDLE
 
 def test_an_interpreter_made_says_nothing_on_stderr(capfd):
     bundle = ModelBundle.load(SMALL_BUNDLE, "litert")
-    threading.Thread(target=lambda: bundle.engine.run_many([[[0.1] * 8]], [bundle.manifest.zero_state()])).start()
-    bundle.engine.run_many([[[0.1] * 8]], [bundle.manifest.zero_state()])
+    row = np.full((1, bundle.manifest.input.features), 0.1, np.float32)
+    other = threading.Thread(target=bundle.engine.run_many, args=([row], [bundle.manifest.zero_state()]))
+    other.start()  # an interpreter of its own, made on its first use
+    bundle.engine.run_many([row], [bundle.manifest.zero_state()])
+    other.join()
     assert "XNNPACK" not in capfd.readouterr().err
 
 
