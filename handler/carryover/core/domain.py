@@ -164,10 +164,6 @@ def stream_key(position: Position) -> bytes:
     return digest(f"stream:{position.event_id}")
 
 
-def answer_bytes(output_values: int) -> int:
-    return output_values * FLOAT32_BYTES
-
-
 @dataclass(frozen=True)
 class ModelState:
     """One model version's state for the user, and where in the user's stream it stands."""
