@@ -120,23 +120,39 @@ class FileFailures:
 
 
 class StreamAnswers:
-    """Each answer as one Kinesis record, partition key its user; records PutRecords fails are sent again (one
-    record per user per write, in order, so resending keeps each user's order)."""
+    """Each answer as one Kinesis record, partition key its user; records PutRecords fails are sent again before any
+    later answer of their user is sent (a call holds one answer per user), so each user's answers land in order."""
 
     def __init__(self, client: Any, stream_name: str) -> None:
         self._client, self._stream = client, stream_name
 
     def publish(self, events: Sequence[dict[str, Any]]) -> None:
-        for start in range(0, len(events), KINESIS_BATCH):
-            entries = [
-                {"Data": json.dumps(event).encode(), "PartitionKey": event["user_id"]}
-                for event in events[start : start + KINESIS_BATCH]
-            ]
-            for _ in range(ATTEMPTS):
-                answer = _calling("answers stream", self._client.put_records, StreamName=self._stream, Records=entries)
-                results = answer.get("Records", [])
-                entries = [entry for entry, result in zip(entries, results, strict=True) if "ErrorCode" in result]
-                if not entries:
-                    break
-            if entries:
-                raise SinkUnavailable(f"answers stream: {len(entries)} records not taken")
+        for wave in _waves(events):
+            for start in range(0, len(wave), KINESIS_BATCH):
+                self._put(
+                    [
+                        {"Data": json.dumps(event).encode(), "PartitionKey": event["user_id"]}
+                        for event in wave[start : start + KINESIS_BATCH]
+                    ]
+                )
+
+    def _put(self, entries: list[dict[str, Any]]) -> None:
+        for _ in range(ATTEMPTS):
+            answer = _calling("answers stream", self._client.put_records, StreamName=self._stream, Records=entries)
+            results = answer.get("Records", [])
+            entries = [entry for entry, result in zip(entries, results, strict=True) if "ErrorCode" in result]
+            if not entries:
+                return
+        raise SinkUnavailable(f"answers stream: {len(entries)} records not taken")
+
+
+def _waves(events: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The events in waves, each user's n-th in the n-th: one per user a wave, each user's in their order."""
+    waves: list[list[dict[str, Any]]] = []
+    counts: dict[str, int] = {}
+    for event in events:
+        index = counts[event["user_id"]] = counts.get(event["user_id"], -1) + 1
+        if index == len(waves):
+            waves.append([])
+        waves[index].append(event)
+    return waves

@@ -20,7 +20,7 @@ from carryover.store import StateStore
 from carryover.store.dynamodb import DynamoDBStateStore, utc_now
 from carryover.store.item import Live
 from carryover.store.sqlite import SQLiteStateStore
-from carryover.stream.sinks import MESSAGE_LIMIT
+from carryover.stream.sinks import MESSAGE_LIMIT, StreamAnswers
 from infra.table import ensure_table
 from tests import streams
 from tests.unit.conftest import MAX_TIMESTEPS, settings_for
@@ -179,3 +179,34 @@ def test_a_long_reshard_history_read_again_applies_nothing_twice(seed, store):
     state = tested.http.state("ana").body
     assert state["steps"] == 20 and state["stream"] == {shards[-1].shard_id: str(shards[-1].records[-1][0])}
     assert sinks.failures() == []
+
+
+class PartlyFailing:
+    """Kinesis PutRecords as documented under throttling: some records of a call refused (ErrorCode), the others
+    taken. The first call refuses its first record; every record taken is kept, in the order it landed."""
+
+    def __init__(self) -> None:
+        self.landed: list[dict[str, Any]] = []
+        self.calls = 0
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> Any:
+        self.calls += 1
+        results = []
+        for index, record in enumerate(Records):
+            if self.calls == 1 and index == 0:
+                results.append({"ErrorCode": "ProvisionedThroughputExceededException"})
+            else:
+                self.landed.append(json.loads(record["Data"]))
+                results.append({"SequenceNumber": str(len(self.landed))})
+        return {"Records": results, "FailedRecordCount": int(self.calls == 1)}
+
+
+def test_a_record_the_answers_stream_refuses_lands_before_its_users_next_answer():
+    """A user's answers of one publishing land in their order, though PutRecords took a later one and refused an
+    earlier one: a call holds one answer per user, and the next is sent once the one before has landed."""
+    kinesis = PartlyFailing()
+    events = [{"user_id": user, "id": f"{user}:{n}"} for user, n in (("ann", 1), ("ann", 2), ("bob", 1), ("ann", 3))]
+    StreamAnswers(kinesis, "answers").publish(events)
+    landed = [event["id"] for event in kinesis.landed]
+    assert [e for e in landed if e.startswith("ann")] == ["ann:1", "ann:2", "ann:3"]
+    assert sorted(landed) == sorted(event["id"] for event in events)
