@@ -47,14 +47,18 @@ def _settings(served: Path) -> Settings:
     return Settings.from_env(os.environ | given)
 
 
-def _store(settings: Settings, state: Path) -> StateStore:
-    """The local stack's store: DYNAMODB_ENDPOINT when set, else the SQLite file `make run` keeps."""
-    bundle = ModelBundle.load(settings.model_bundle, "litert")
-    if settings.dynamodb_endpoint:
-        return build_store(settings, bundle, logged_rows=True)
+def _kept(state: Path) -> Path:
+    """The SQLite file `make run` keeps (its items and its row log), which must be there."""
     if not state.is_file():
         raise BulkError(f"no local state in {state}: `make run` keeps it there (STATE_FILE=... for another)")
-    store = SQLiteStateStore(state, bundle.manifest.name, lifetimes(settings), utc_now)
+    return state
+
+
+def _store(settings: Settings, bundle: ModelBundle, state: Path) -> StateStore:
+    """The local stack's store: DYNAMODB_ENDPOINT when set, else the SQLite file `make run` keeps."""
+    if settings.dynamodb_endpoint:
+        return build_store(settings, bundle, logged_rows=True)
+    store = SQLiteStateStore(_kept(state), bundle.manifest.name, lifetimes(settings), utc_now)
     store.keep_states_in(SQLiteBlobs(state, utc_now), states_in_objects(bundle, settings), logged_rows=True)
     return store
 
@@ -93,10 +97,10 @@ def _said(tally: Tally) -> str:
 
 def bootstrap_local(args: argparse.Namespace) -> None:
     settings = _settings(args.served)
-    served = Manifest.read(args.served)
-    model = _version(args.model, served)
-    store = _store(settings, args.state)
-    log = SQLiteLog(args.state, served.name)
+    served = ModelBundle.load(args.served, "litert")
+    model = _version(args.model, served.manifest)
+    store = _store(settings, served, args.state)
+    log = SQLiteLog(_kept(args.state), served.manifest.name)
     users = log.users()
     print(f"bootstrapping {model.manifest.name} {model.manifest.version} for {len(users):,} users of the row log")
     started = time.perf_counter()
@@ -119,11 +123,10 @@ def bootstrap_deployed(args: argparse.Namespace) -> None:
 
 
 def compare_local(args: argparse.Namespace) -> None:
-    settings = _settings(args.served)
+    _settings(args.served)  # the served bundle checked first: one line when there is none
     served = ModelBundle.load(args.served, "litert")
     new = _version(args.model, served.manifest)
-    log = SQLiteLog(args.state, served.manifest.name)
-    _store(settings, args.state)  # the state is there
+    log = SQLiteLog(_kept(args.state), served.manifest.name)
     users = log.users()
     print(f"comparing {served.manifest.version} with {new.manifest.version} over {len(users):,} users' logged rows")
     old = ServedModel(served.manifest, served.engine, "answers")
@@ -136,7 +139,7 @@ def export_local(args: argparse.Namespace) -> None:
     settings = _settings(args.served)
     bundle = ModelBundle.load(args.served, "litert")
     manifests = [model.manifest for model in bundle.models]
-    store = _store(settings, args.state)
+    store = _store(settings, bundle, args.state)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with args.out.open("w") as out:
@@ -150,10 +153,11 @@ def import_local(args: argparse.Namespace) -> None:
     if not args.file.is_file():
         raise BulkError(f"FILE={args.file}: no such file; give a file `make export-states` wrote")
     settings = _settings(args.served)
+    bundle = ModelBundle.load(args.served, "litert")
     args.state.parent.mkdir(parents=True, exist_ok=True)
     args.state.touch()
     with args.file.open() as lines:
-        found = import_lines(_store(settings, args.state), (line for line in lines if line.strip()))
+        found = import_lines(_store(settings, bundle, args.state), (line for line in lines if line.strip()))
     print(f"imported {found.written:,} users; {found.existing:,} already had a state and were left as they are")
 
 
