@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carryover.archive.layout import INCOMING, put_lines
 from carryover.observability import add_metric, logger, with_metrics
-from carryover.store.blobs import BlobStore, resolve
+from carryover.store.blobs import BlobStore
 from carryover.store.codec import from_json
 from carryover.store.log import entry_of, to_line
 
@@ -35,7 +35,7 @@ class Archiver:
         found_lines = []
         for record in DynamoDBStreamEvent(event).records:
             image = (record.get("dynamodb") or {}).get("NewImage")
-            found = entry_of(resolve(from_json(json.dumps(image)), self._blobs)) if image else None
+            found = entry_of(from_json(json.dumps(image)), self._blobs) if image else None
             if found is not None:
                 found_lines.append(to_line(*found))
         if found_lines:

@@ -131,5 +131,20 @@ def resolve(item: Item, blobs: BlobStore | None, logged_rows: bool = True) -> It
     return item
 
 
+def without_states(item: Item) -> Item:
+    """A copy of `item` for what reads all but its states (the row log): each state kept as an object stands there
+    as an empty blob, never fetched; the rows its write logged are left to `resolve`."""
+    copied = dict(item)
+    if "versions" in copied:
+        copied["versions"] = {"M": {v: {"M": dict(f["M"])} for v, f in copied["versions"]["M"].items()}}
+    if "logged" in copied:
+        copied["logged"] = {"L": [{"M": dict(run["M"])} for run in copied["logged"]["L"]]}
+    for attributes, name, ref in _places(copied):
+        if ref != ROWS_REF and ref in attributes:
+            del attributes[ref]
+            attributes[name] = _blob(b"")
+    return copied
+
+
 def _blob(data: bytes) -> Attribute:
     return {"B": data}

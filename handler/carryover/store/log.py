@@ -15,16 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from carryover.core.history import LogEntry, Run
+from carryover.store.blobs import BlobStore, resolve, without_states
 from carryover.store.codec import PARTITION_KEY, SORT_KEY, parse
 from carryover.store.item import Item, Live, Tombstone
 
 ANY_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # before any item's expiry: an entry is read whatever its TTL says now
 
 
-def entry_of(item: Item) -> tuple[str, LogEntry] | None:
-    """The model name and log entry of the write that left `item`: the rows it applied (with the row log on), or a
-    deletion; None for a write that applied none (a bootstrap's, or the row log off) or an item it cannot read."""
-    stored = parse(item, ANY_TIME)
+def entry_of(item: Item, blobs: BlobStore | None = None) -> tuple[str, LogEntry] | None:
+    """The model name and log entry of the write that left `item`: the rows it applied (with the row log on; from
+    `blobs` when kept as objects), or a deletion; None for a write that applied none (a bootstrap's, or the row log
+    off) or an item it cannot read. The item's states, which the log does not hold, are never fetched."""
+    stored = parse(resolve(without_states(item), blobs), ANY_TIME)
     user, model = item.get(PARTITION_KEY, {}).get("S"), item.get(SORT_KEY, {}).get("S")
     if not isinstance(stored, Live | Tombstone) or not user or not model or not stored.writes:
         return None

@@ -34,7 +34,7 @@ from carryover.core.history import LogEntry, RowLog
 from carryover.errors import StoreUnavailable
 from carryover.observability import logger
 from carryover.store import NO_ITEM, StateStore, WriteConflict, guard
-from carryover.store.blobs import BlobStore, resolve
+from carryover.store.blobs import BlobStore
 from carryover.store.codec import TTL_ATTRIBUTE, epoch, from_json, parse, to_json
 from carryover.store.item import Attempt, Item, Lifetimes, landed
 from carryover.store.log import entry_of, from_line, to_line
@@ -286,7 +286,7 @@ class SQLiteStateStore(StateStore):
 
     def _log(self, key: tuple[str, str], item: Item) -> None:
         """The write's log entry, in its transaction: its rows; a deletion removes the user's entries at once."""
-        found = entry_of(resolve(item, self._blobs))  # rows kept as objects: committed before this transaction
+        found = entry_of(item, self._blobs)  # rows kept as objects: committed before this transaction
         if found is None:
             return
         model, entry = found

@@ -204,3 +204,23 @@ def test_a_request_reads_its_state_object_but_never_the_rows_logged_beside_it(sm
     for index in range(5):
         assert http.predict("reader", rows(2, index)).status == 200
     assert calls == {"GetObject": 4, "PutObject": 10}  # the first request found no item
+
+
+def test_the_archiver_fetches_the_rows_a_write_logged_never_its_states(small, dynamodb, s3):
+    """States and logged rows kept as objects: the archiver reads back each write's rows (the log holds them) and
+    none of its states (the log holds none), and logs every row sent."""
+    serving, _ = _stores(small, dynamodb, s3, objects=True)
+    http = streams.ways_in(small, "litert", serving, settings_for(small, {}), streams.Sinks.create(boto3)).http
+    sent = [rows(2, index) for index in range(3)]
+    for chunk in sent:
+        assert http.predict("ada", chunk).status == 200
+    event = change_event(dynamodb, boto3.client("dynamodbstreams"), TABLE)
+    images = [record["dynamodb"]["NewImage"] for record in event["Records"]]
+    states = {image["state_ref"]["S"] for image in images}
+    fetched: list[str] = []
+    s3.meta.events.register("provide-client-params.s3.GetObject", lambda params, **_: fetched.append(params["Key"]))
+    assert Archiver(s3, BUCKET, PREFIX, S3Blobs(s3, "states")).archive(event) == 3
+    assert len(fetched) == 3 and not any(key.removeprefix("states/") in states for key in fetched)
+    logged = S3Log(s3, BUCKET, PREFIX, [partition_of("ada")], small.manifest.name).entries(["ada"])["ada"]
+    got = np.concatenate([run.rows(8) for entry in sorted(logged, key=lambda e: e.order) for run in entry.runs])
+    assert np.array_equal(got, np.concatenate(sent))
