@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from itertools import pairwise
 
 import numpy as np
@@ -86,7 +87,7 @@ class Segment:
     beginning: Beginning
     entries: tuple[Entry, ...]
 
-    @property
+    @cached_property
     def rows(self) -> np.ndarray:
         return np.concatenate([entry.request.array for entry in self.entries if entry.request is not None])
 

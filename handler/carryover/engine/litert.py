@@ -88,12 +88,12 @@ class LiteRTEngine(Batched):
     def run_many(self, inputs: Sequence[np.ndarray], states: Sequence[list[np.ndarray]]) -> list[EngineResult]:
         if len(inputs) > 1 and not self._interpreters.get().batch_free:
             return [self.run(rows, state) for rows, state in zip(inputs, states, strict=True)]
-        lengths = np.array([len(rows) for rows in inputs])
-        shortest = int(lengths.min())  # before it, no sequence's rows have ended
-        padded = np.zeros((int(lengths.max()), len(inputs), self._features), np.float32)
+        lengths = [len(rows) for rows in inputs]
+        shortest = min(lengths)  # before it, no sequence's rows have ended
+        padded = np.zeros((max(lengths), len(inputs), self._features), np.float32)
         for index, rows in enumerate(inputs):
             padded[: len(rows), index] = rows
-        current = [np.stack([state[k] for state in states]).astype(np.float32) for k in range(len(self._states))]
+        current = [np.array([state[k] for state in states], np.float32) for k in range(len(self._states))]
         bound = self._sized(len(inputs), [tensor.shape[1] for tensor in current])
         interpreter, x_id = bound.interpreter, bound.inputs["x"]
         state_in = [bound.inputs[name] for name in self._states]
@@ -111,9 +111,9 @@ class LiteRTEngine(Batched):
             if t < shortest:
                 current = reached
             else:  # sequences whose rows have ended keep the state they reached
-                done = (t >= lengths)[:, np.newaxis]
+                done = np.array([t >= length for length in lengths])[:, np.newaxis]
                 current = [np.where(done, s, new) for s, new in zip(current, reached, strict=True)]
-        stacked = [np.stack(collected) for collected in steps]  # (steps, batch, units)
+        stacked = [np.array(collected) for collected in steps]  # (steps, batch, units)
         return [
             EngineResult(
                 outputs={

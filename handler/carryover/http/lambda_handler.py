@@ -63,8 +63,13 @@ class InstanceResolver(APIGatewayHttpResolver):
         self._context = context
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        self._event, self._context = APIGatewayProxyEventV2(dict(event)), context
+        self._context = context
         return super().resolve(event, context)
+
+    def _to_proxy_event(self, event: dict[str, Any]) -> APIGatewayProxyEventV2:
+        """The event, kept on this instance; made once (the resolver reads it, and so do the routes)."""
+        self._event = APIGatewayProxyEventV2(event, self._json_body_deserializer)
+        return self._event
 
 
 def _answering(app: APIGatewayHttpResolver, route: Route, handlers: Handlers) -> Callable[..., Response[str]]:
