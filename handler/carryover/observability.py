@@ -4,6 +4,7 @@ Tracing is opt-in (`TRACING=true`): only then is the X-Ray SDK imported (see `tr
 third of a second of every cold start.
 """
 
+import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,9 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 NAMESPACE = SERVICE = "carryover"
 logger = Logger(service=SERVICE)
+# Its lines go to its own handler alone: a handler another library gives the root logger later (absl's first log
+# calls logging.basicConfig(); the LiteRT converter logs through absl) would print each of them a second time.
+logging.getLogger(SERVICE).propagate = False
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 # The service's own metrics (CloudWatch EMF, dimension service=carryover); template.yaml alarms on the first two.
 STORE_UNAVAILABLE = "StoreUnavailable"  # a request answered 503: DynamoDB unreachable or refusing

@@ -40,6 +40,19 @@ def test_info_logs_hold_no_features_or_state(make_client, dynamodb, served, logs
         assert repr(float(value))[:9] not in text
 
 
+def test_a_line_is_logged_once_when_another_library_gave_the_root_logger_a_handler(logs):
+    """absl's first log calls logging.basicConfig() (the LiteRT converter logs through absl, in `make bench`'s
+    process and `make compare`'s): the service's lines still go to its own handler alone."""
+    root = io.StringIO()
+    handler = logging.StreamHandler(root)
+    logging.getLogger().addHandler(handler)
+    try:
+        logger.warning("logged once")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert logs.getvalue().count("logged once") == 1 and root.getvalue() == ""
+
+
 def test_metrics_are_one_emf_line_per_invocation(make_client, capsys):
     client = make_client()
     capsys.readouterr()
