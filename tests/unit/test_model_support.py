@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 import keras
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from carryover.composition import build_store
 from carryover.config import ConfigurationError, Settings
 from carryover.keras_model.carry import CarryGraph
 from carryover.keras_model.read import content_hash
+from carryover.keras_model.window import WindowGraph
 from carryover.manifest import Manifest
 from layers.exporter.export import ExportFailed, export, state_home
 from tests.conftest import SMALL_BUNDLE
@@ -156,3 +160,23 @@ def test_a_state_too_large_for_a_dynamodb_item_is_kept_as_an_object_and_the_expo
     with pytest.raises(ConfigurationError) as raised:
         build_store(settings, bundle, client=object())  # type: ignore[arg-type]
     assert "\n" not in str(raised.value) and "set STATE_BUCKET" in str(raised.value)
+
+
+def test_window_models_referenced_in_one_process_are_traced_once_each_and_never_warn_of_retracing():
+    """`make bench` and `make compare` run several window models' references in one process, on batches of any
+    size: each model's graph is traced once, and TensorFlow's retracing warning (it counts the traces of every
+    closure of one code together) never reaches the terminal."""
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    logging.getLogger("tensorflow").addHandler(handler)
+    rng = np.random.default_rng(0)
+    try:
+        for _ in range(6):
+            model = keras.Sequential([keras.layers.Input((4, 3)), keras.layers.LSTM(3), keras.layers.Dense(1)])
+            graph = WindowGraph(model, 4)
+            for length in (3, 7, 2):
+                graph.reference(model, rng.normal(size=(length, 3)).astype(np.float32))
+            assert graph._graph_call(model).experimental_get_tracing_count() == 1
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert "retracing" not in seen.getvalue()

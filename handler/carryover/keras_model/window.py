@@ -4,6 +4,7 @@ have arrived (as `keras.utils.pad_sequences` pads by default)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import keras
@@ -99,12 +100,15 @@ class WindowGraph:
         return module
 
     def _graph_call(self, model: Any) -> Any:
-        """`model` on a batch of windows as one graph of its own ops, traced once per model: Keras run eagerly goes
-        through a recurrent layer's loop over time op by op, too slow for long windows."""
+        """`model` on a batch of windows as one graph of its own ops, traced once per model for any number of
+        windows: Keras run eagerly goes through a recurrent layer's loop over time op by op, too slow for long
+        windows. A partial, not a closure: TensorFlow counts the traces of closures of one code together, and warns
+        of retracing once five models were traced."""
         import tensorflow as tf
 
         if id(model) not in self._graph_calls:
-            self._graph_calls[id(model)] = tf.function(lambda batch: self.call(batch, model), reduce_retracing=True)
+            windows = tf.TensorSpec((None, self.window, self.input_spec.features), tf.float32)
+            self._graph_calls[id(model)] = tf.function(partial(self.call, model=model), input_signature=[windows])
         return self._graph_calls[id(model)]
 
     def reference(self, model: Any, sequence: np.ndarray) -> dict[str, np.ndarray]:
