@@ -100,6 +100,7 @@ class LiteRTEngine(Batched):
         state_out = [bound.outputs[name] for name in self._states]
         output_ids = [bound.outputs[f"output_{i}"] for i in range(len(self._specs))]
         steps: list[list[np.ndarray]] = [[] for _ in self._specs]
+        ends = np.array(lengths)[:, np.newaxis]
         for t, x in enumerate(padded):
             interpreter.set_tensor(x_id, x)
             for tensor_id, value in zip(state_in, current, strict=True):
@@ -111,7 +112,7 @@ class LiteRTEngine(Batched):
             if t < shortest:
                 current = reached
             else:  # sequences whose rows have ended keep the state they reached
-                done = np.array([t >= length for length in lengths])[:, np.newaxis]
+                done = t >= ends
                 current = [np.where(done, s, new) for s, new in zip(current, reached, strict=True)]
         stacked = [np.array(collected) for collected in steps]  # (steps, batch, units)
         return [
